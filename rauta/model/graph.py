@@ -1,0 +1,409 @@
+"""The resource graph: which objects are ours, which are valid, and what attaches to what.
+
+Role: the middle stage of the translator (snapshot → **graph** → RouterConfig + statuses).
+It decides GatewayClass acceptance, listener validity and conflicts, route attachment
+(sectionName, port, hostname intersection, allowedRoutes) and reference resolution
+(ReferenceGrant, Service → port → ready endpoints), and records every verdict as data.
+
+Rules:
+- Pure and deterministic: objects are visited in snapshot key order or an explicit sort.
+- A verdict is recorded once, where it is decided, with a reason from ``conditions``.
+- rauta serves every Gateway from one proxy, so listeners of *different* Gateways that
+  share a port are checked against each other too: the older Gateway (creationTimestamp,
+  then namespace/name) keeps the port; a later one with another protocol gets
+  ``PortUnavailable`` and one with the same hostname gets ``HostnameConflict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from rauta.model import hostnames
+from rauta.model.conditions import Reason
+from rauta.model.config import Endpoint
+from rauta.model.resources import (
+    GATEWAY_GROUP,
+    BackendObjectReference,
+    EndpointSlice,
+    Gateway,
+    GatewayClass,
+    HTTPBackendRef,
+    HTTPRoute,
+    Listener,
+    Namespace,
+    ParentReference,
+    ReferenceGrant,
+    Secret,
+    SecretObjectReference,
+    Service,
+)
+from rauta.model.snapshot import Snapshot
+
+DEFAULT_CONTROLLER = "rauta.io/gateway-controller"
+SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
+HTTPROUTE_KIND = (GATEWAY_GROUP, "HTTPRoute")
+# appProtocol values the proxy can speak to a backend (HTTP/1.1, incl. WebSocket upgrade).
+SUPPORTED_APP_PROTOCOLS = frozenset({"http", "kubernetes.io/ws"})
+
+
+def nsname(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+def age_key(obj: Gateway | HTTPRoute) -> tuple[str, str, str]:
+    """Older first: creationTimestamp (RFC 3339 sorts as text), then namespace/name."""
+    meta = obj.metadata
+    return (meta.creation_timestamp, meta.namespace, meta.name)
+
+
+@dataclass
+class ListenerState:
+    gateway: Gateway
+    spec: Listener
+    accepted: tuple[bool, Reason, str] = (True, Reason.ACCEPTED, "")
+    conflicted: Reason | None = None  # HostnameConflict / ProtocolConflict
+    resolved: tuple[bool, Reason, str] = (True, Reason.RESOLVED_REFS, "")
+    supported_kinds: tuple[tuple[str, str], ...] = (HTTPROUTE_KIND,)
+    certificates: tuple[str, ...] = ()  # "ns/name" of usable TLS Secrets
+    attached: int = 0
+
+    @property
+    def valid(self) -> bool:
+        return self.accepted[0] and self.conflicted is None and self.resolved[0]
+
+    @property
+    def hostname(self) -> str:
+        return (self.spec.hostname or "").lower()
+
+
+@dataclass
+class GatewayState:
+    obj: Gateway
+    listeners: list[ListenerState]
+    unsupported_address: str | None = None
+
+    @property
+    def key(self) -> str:
+        return nsname(self.obj.metadata.namespace, self.obj.metadata.name)
+
+
+@dataclass
+class ResolvedBackend:
+    name: str
+    weight: int
+    invalid: tuple[Reason, str] | None = None
+    app_protocol: str | None = None
+    endpoints: tuple[Endpoint, ...] = ()
+
+
+@dataclass
+class Attachment:
+    """One parentRef of a route, with its verdict and the listeners it attached to."""
+
+    ref: ParentReference
+    accepted: tuple[bool, Reason, str]
+    listeners: list[tuple[ListenerState, tuple[str, ...]]] = field(default_factory=list)
+
+
+class Graph:
+    """Everything the translator needs, decided once from a snapshot."""
+
+    def __init__(self, snapshot: Snapshot, controller_name: str = DEFAULT_CONTROLLER) -> None:
+        self.snapshot = snapshot
+        self.controller_name = controller_name
+        self.classes: dict[str, tuple[GatewayClass, bool]] = {}
+        for gc in snapshot.of_kind(GatewayClass):
+            if gc.spec.controller_name == controller_name:
+                self.classes[gc.metadata.name] = (gc, True)
+        self.gateways: list[GatewayState] = [
+            self._gateway(gw)
+            for gw in sorted(snapshot.of_kind(Gateway), key=age_key)
+            if gw.spec.gateway_class_name in self.classes
+        ]
+        self._cross_gateway_conflicts()
+        self._gw_index = {g.key: g for g in self.gateways}
+
+    # ------------------------------------------------------------------ references
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        ns = self.snapshot.get("Namespace", "", namespace)
+        labels = dict(ns.metadata.labels) if isinstance(ns, Namespace) else {}
+        labels.setdefault("kubernetes.io/metadata.name", namespace)
+        return labels
+
+    def granted(self, from_kind: str, from_ns: str, to_group: str, to_kind: str, to_ns: str,
+                to_name: str) -> bool:
+        """Is a reference from ``from_ns`` to ``to_ns/to_name`` allowed by a ReferenceGrant?"""
+        if from_ns == to_ns:
+            return True
+        from_group = GATEWAY_GROUP
+        for grant in self.snapshot.of_kind(ReferenceGrant):
+            if grant.metadata.namespace != to_ns:
+                continue
+            if not any(f.group == from_group and f.kind == from_kind and f.namespace == from_ns
+                       for f in grant.spec.from_):
+                continue
+            if any(t.group == to_group and t.kind == to_kind and t.name in (None, "", to_name)
+                   for t in grant.spec.to):
+                return True
+        return False
+
+    # ------------------------------------------------------------------ gateways
+
+    def _gateway(self, gw: Gateway) -> GatewayState:
+        state = GatewayState(gw, [ListenerState(gw, lis) for lis in gw.spec.listeners])
+        for addr in gw.spec.addresses:
+            if addr.type not in ("IPAddress", "Hostname"):
+                state.unsupported_address = f"address type {addr.type!r} is not supported"
+        for lis in state.listeners:
+            self._check_listener(lis)
+        self._conflicts(state.listeners)
+        return state
+
+    def _check_listener(self, lis: ListenerState) -> None:
+        spec = lis.spec
+        if spec.protocol not in SUPPORTED_PROTOCOLS:
+            lis.accepted = (False, Reason.UNSUPPORTED_PROTOCOL,
+                            f"protocol {spec.protocol!r} is not supported; use HTTP or HTTPS")
+            lis.supported_kinds = ()
+            return
+        if spec.hostname is not None and not _valid_hostname(spec.hostname):
+            lis.accepted = (False, Reason.UNSUPPORTED_VALUE,
+                            f"hostname {spec.hostname!r} is not a valid DNS name")
+        # Route kinds.
+        if spec.allowed_routes.kinds:
+            good = tuple(sorted({(k.group, k.kind) for k in spec.allowed_routes.kinds
+                                 if (k.group, k.kind) == HTTPROUTE_KIND}))
+            lis.supported_kinds = good
+            bad = [k.kind for k in spec.allowed_routes.kinds if (k.group, k.kind) != HTTPROUTE_KIND]
+            if bad:
+                lis.resolved = (False, Reason.INVALID_ROUTE_KINDS,
+                                f"route kinds not supported on {spec.protocol}: "
+                                + ", ".join(sorted(bad)))
+        if spec.protocol == "HTTPS":
+            self._check_tls(lis)
+
+    def _check_tls(self, lis: ListenerState) -> None:
+        tls = lis.spec.tls
+        if tls is None or tls.mode != "Terminate":
+            lis.accepted = (False, Reason.UNSUPPORTED_VALUE,
+                            "HTTPS listeners need tls.mode Terminate")
+            return
+        if not tls.certificate_refs:
+            lis.resolved = (False, Reason.INVALID_CERTIFICATE_REF,
+                            "HTTPS listener has no certificateRefs")
+            return
+        gw_ns = lis.gateway.metadata.namespace
+        good: list[str] = []
+        for ref in tls.certificate_refs:
+            problem = self._cert_problem(ref, gw_ns)
+            if problem is not None:
+                if lis.resolved[0]:
+                    lis.resolved = (False, problem[0], problem[1])
+            else:
+                good.append(nsname(ref.namespace or gw_ns, ref.name))
+        lis.certificates = tuple(good)
+
+    def _cert_problem(self, ref: SecretObjectReference, gw_ns: str) -> tuple[Reason, str] | None:
+        ns = ref.namespace or gw_ns
+        where = nsname(ns, ref.name)
+        if ref.group != "" or ref.kind != "Secret":
+            return (Reason.INVALID_CERTIFICATE_REF,
+                    f"certificateRef {ref.group}/{ref.kind} {where} is not a core Secret")
+        if not self.granted("Gateway", gw_ns, "", "Secret", ns, ref.name):
+            return (Reason.REF_NOT_PERMITTED,
+                    f"certificateRef {where} is in another namespace and no ReferenceGrant "
+                    "allows it")
+        secret = self.snapshot.get("Secret", ns, ref.name)
+        if not isinstance(secret, Secret):
+            return (Reason.INVALID_CERTIFICATE_REF, f"Secret {where} does not exist")
+        if secret.type != "kubernetes.io/tls" or not {"tls.crt", "tls.key"} <= set(
+                secret.data_keys):
+            return (Reason.INVALID_CERTIFICATE_REF,
+                    f"Secret {where} is not a kubernetes.io/tls Secret with tls.crt and tls.key")
+        return None
+
+    @staticmethod
+    def _conflicts(listeners: Iterable[ListenerState]) -> None:
+        """Within one Gateway: listeners sharing a port clash on protocol or hostname."""
+        by_port: dict[int, list[ListenerState]] = {}
+        for lis in listeners:
+            if lis.accepted[0]:
+                by_port.setdefault(lis.spec.port, []).append(lis)
+        for group in by_port.values():
+            if len({lis.spec.protocol for lis in group}) > 1:
+                for lis in group:
+                    lis.conflicted = Reason.PROTOCOL_CONFLICT
+                continue
+            counts: dict[str, int] = {}
+            for lis in group:
+                counts[lis.hostname] = counts.get(lis.hostname, 0) + 1
+            for lis in group:
+                if counts[lis.hostname] > 1:
+                    lis.conflicted = Reason.HOSTNAME_CONFLICT
+
+    def _cross_gateway_conflicts(self) -> None:
+        """Across Gateways (oldest first): the first to take a port or hostname keeps it."""
+        owner: dict[int, ListenerState] = {}
+        claimed: dict[tuple[int, str], Gateway] = {}
+        for gw in self.gateways:
+            for lis in gw.listeners:
+                if not lis.accepted[0] or lis.conflicted is not None:
+                    continue
+                first = owner.setdefault(lis.spec.port, lis)
+                if lis.spec.protocol != first.spec.protocol:
+                    other = first.gateway.metadata
+                    lis.accepted = (False, Reason.PORT_UNAVAILABLE,
+                                    f"port {lis.spec.port} is already served as "
+                                    f"{first.spec.protocol} by Gateway "
+                                    f"{nsname(other.namespace, other.name)}")
+                    continue
+                holder = claimed.setdefault((lis.spec.port, lis.hostname), lis.gateway)
+                if holder is not lis.gateway:
+                    lis.conflicted = Reason.HOSTNAME_CONFLICT
+
+    # ------------------------------------------------------------------ routes
+
+    def attach(self, route: HTTPRoute) -> list[Attachment]:
+        """Attach a route to our Gateways' listeners; one Attachment per parentRef of ours."""
+        out: list[Attachment] = []
+        route_ns = route.metadata.namespace
+        for ref in route.spec.parent_refs:
+            if (ref.group, ref.kind) != (GATEWAY_GROUP, "Gateway"):
+                continue  # another kind of parent: not ours to judge
+            gw = self._gw_index.get(nsname(ref.namespace or route_ns, ref.name))
+            if gw is None:
+                continue  # not one of our Gateways: no status from us
+            out.append(self._attach_one(route, ref, gw))
+        return out
+
+    def _attach_one(self, route: HTTPRoute, ref: ParentReference, gw: GatewayState) -> Attachment:
+        candidates = [lis for lis in gw.listeners
+                      if (ref.section_name is None or lis.spec.name == ref.section_name)
+                      and (ref.port is None or lis.spec.port == ref.port)]
+        if not candidates:
+            what = []
+            if ref.section_name is not None:
+                what.append(f"sectionName {ref.section_name!r}")
+            if ref.port is not None:
+                what.append(f"port {ref.port}")
+            return Attachment(ref, (False, Reason.NO_MATCHING_PARENT,
+                                    f"Gateway {gw.key} has no listener with "
+                                    + " and ".join(what)))
+        valid = [lis for lis in candidates if lis.valid]
+        if not valid:
+            return Attachment(ref, (False, Reason.NO_MATCHING_PARENT,
+                                    "no valid listener: every matching listener of Gateway "
+                                    f"{gw.key} is invalid or conflicted"))
+        allowed = [lis for lis in valid if self._allows(lis, route)]
+        if not allowed:
+            return Attachment(ref, (False, Reason.NOT_ALLOWED_BY_LISTENERS,
+                                    "the route's namespace or kind is not allowed by the "
+                                    f"listeners of Gateway {gw.key}"))
+        att = Attachment(ref, (True, Reason.ACCEPTED, "the route is accepted"))
+        for lis in allowed:
+            names = _effective_hostnames(lis.hostname, route.spec.hostnames)
+            if names:
+                att.listeners.append((lis, names))
+        if not att.listeners:
+            att.accepted = (False, Reason.NO_MATCHING_LISTENER_HOSTNAME,
+                            "no hostname of the route intersects a listener hostname of "
+                            f"Gateway {gw.key}")
+        return att
+
+    def _allows(self, lis: ListenerState, route: HTTPRoute) -> bool:
+        if HTTPROUTE_KIND not in lis.supported_kinds:
+            return False
+        ns = lis.spec.allowed_routes.namespaces
+        route_ns, gw_ns = route.metadata.namespace, lis.gateway.metadata.namespace
+        if ns.from_ == "All":
+            return True
+        if ns.from_ == "Same":
+            return route_ns == gw_ns
+        return ns.selector is not None and ns.selector.matches(self.namespace_labels(route_ns))
+
+    # ------------------------------------------------------------------ backends
+
+    def resolve_backend(self, ref: HTTPBackendRef | BackendObjectReference, route_ns: str,
+                        weight: int) -> ResolvedBackend:
+        """Resolve a backendRef to a Service port and its ready endpoints (or an invalid one)."""
+        ns = ref.namespace or route_ns
+        label = f"{nsname(ns, ref.name)}:{ref.port}" if ref.port else nsname(ns, ref.name)
+        if ref.group != "" or ref.kind != "Service":
+            return ResolvedBackend(label, weight, (
+                Reason.INVALID_KIND,
+                f"backendRef {ref.group or 'core'}/{ref.kind} {nsname(ns, ref.name)} "
+                "is not a Service"))
+        if not self.granted("HTTPRoute", route_ns, "", "Service", ns, ref.name):
+            return ResolvedBackend(label, weight, (
+                Reason.REF_NOT_PERMITTED,
+                f"backendRef Service {nsname(ns, ref.name)} is in another namespace and no "
+                "ReferenceGrant allows it"))
+        svc = self.snapshot.get("Service", ns, ref.name)
+        if not isinstance(svc, Service):
+            return ResolvedBackend(label, weight, (
+                Reason.BACKEND_NOT_FOUND, f"Service {nsname(ns, ref.name)} does not exist"))
+        if svc.spec.type == "ExternalName":
+            return ResolvedBackend(label, weight, (
+                Reason.BACKEND_NOT_FOUND,
+                f"Service {nsname(ns, ref.name)} is an ExternalName Service, not supported"))
+        if ref.port is None:
+            return ResolvedBackend(label, weight, (
+                Reason.BACKEND_NOT_FOUND, f"backendRef Service {nsname(ns, ref.name)} needs a port"))
+        sport = next((p for p in svc.spec.ports if p.port == ref.port), None)
+        if sport is None:
+            return ResolvedBackend(label, weight, (
+                Reason.BACKEND_NOT_FOUND,
+                f"Service {nsname(ns, ref.name)} has no port {ref.port}"))
+        proto = sport.app_protocol
+        if proto is not None and proto.lower() not in SUPPORTED_APP_PROTOCOLS:
+            return ResolvedBackend(label, weight, (
+                Reason.UNSUPPORTED_PROTOCOL,
+                f"Service {nsname(ns, ref.name)} port {ref.port} has appProtocol {proto!r}; "
+                "supported: http, kubernetes.io/ws"), app_protocol=proto)
+        return ResolvedBackend(label, weight, None, proto,
+                               self._endpoints(ns, svc, sport.name, sport.target_port, sport.port))
+
+    def _endpoints(self, ns: str, svc: Service, port_name: str,
+                   target: int | str | None, port: int) -> tuple[Endpoint, ...]:
+        found: set[Endpoint] = set()
+        for eps in self.snapshot.of_kind(EndpointSlice):
+            if eps.metadata.namespace != ns or eps.service_name != svc.metadata.name:
+                continue
+            if eps.address_type not in ("IPv4", "IPv6"):
+                continue
+            number: int | None
+            if eps.ports is None:
+                number = target if isinstance(target, int) else (port if target is None else None)
+            else:
+                number = next((p.port for p in eps.ports if (p.name or "") == port_name), None)
+            if number is None:
+                continue
+            for ep in eps.endpoints:
+                # Kubernetes: a nil ready condition means "unknown", to be read as ready.
+                if ep.conditions.ready is False:
+                    continue
+                for addr in ep.addresses:
+                    found.add(Endpoint(address=addr, port=number))
+        return tuple(sorted(found, key=lambda e: (e.address, e.port)))
+
+
+def _valid_hostname(name: str) -> bool:
+    body = name[2:] if name.startswith("*.") else name
+    if not body or len(name) > 253 or name != name.lower():
+        return False
+    labels = body.split(".")
+    return all(
+        0 < len(lbl) <= 63 and lbl[0].isalnum() and lbl[-1].isalnum()
+        and all(c.isalnum() or c == "-" for c in lbl) and lbl.isascii()
+        for lbl in labels
+    ) and not body.replace(".", "").isdigit()
+
+
+def _effective_hostnames(listener: str, route_names: tuple[str, ...]) -> tuple[str, ...]:
+    """The hostnames a route serves under a listener (sorted, de-duplicated)."""
+    if not route_names:
+        return (listener,)
+    out = {h for h in (hostnames.intersect(listener or None, r) for r in route_names) if h}
+    return tuple(sorted(out))

@@ -1,0 +1,490 @@
+"""Kubernetes and Gateway API resource types, parsed from real Kubernetes JSON/YAML.
+
+Role: the typed, validated input of the pure model.
+
+Rules:
+- Every type is a frozen pydantic v2 model. Field names are snake_case in Python and
+  camelCase on the wire (``populate_by_name`` accepts both); unknown fields are ignored so
+  that newer API servers and extra metadata never break parsing.
+- Defaults follow the Gateway API v1 CRDs (e.g. ``allowedRoutes.namespaces.from = Same``,
+  a route without matches matches ``PathPrefix /``, ``backendRef.weight = 1``).
+- Only structural validation happens here (types, required fields, enums). Semantic
+  validity (a listener port clash, a missing Service) is the graph's job, because the spec
+  reports it through status conditions rather than by rejecting the object.
+- Nothing here performs I/O. ``parse_object`` turns one mapping into a typed resource and
+  raises ``ResourceError`` naming the object and the field on failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+
+
+class Frozen(BaseModel):
+    """Base of every resource type: immutable, camelCase on the wire, extras ignored."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        alias_generator=to_camel,
+    )
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+class ObjectMeta(Frozen):
+    name: Annotated[str, Field(min_length=1)]
+    namespace: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generation: int = 0
+    resource_version: str = ""
+    uid: str = ""
+    # RFC 3339 text as Kubernetes writes it; kept as text so ordering is exact and pure.
+    creation_timestamp: str = ""
+
+
+class LabelSelectorRequirement(Frozen):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[str, ...] = ()
+
+
+class LabelSelector(Frozen):
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        for key, value in self.match_labels.items():
+            if labels.get(key) != value:
+                return False
+        for req in self.match_expressions:
+            present = req.key in labels
+            if req.operator == "In" and (not present or labels[req.key] not in req.values):
+                return False
+            if req.operator == "NotIn" and present and labels[req.key] in req.values:
+                return False
+            if req.operator == "Exists" and not present:
+                return False
+            if req.operator == "DoesNotExist" and present:
+                return False
+        return True
+
+
+# --------------------------------------------------------------------------- GatewayClass
+
+
+class GatewayClassSpec(Frozen):
+    controller_name: Annotated[str, Field(min_length=1)]
+    description: str | None = None
+
+
+class GatewayClass(Frozen):
+    kind: Literal["GatewayClass"] = "GatewayClass"
+    metadata: ObjectMeta
+    spec: GatewayClassSpec
+
+
+# --------------------------------------------------------------------------- Gateway
+
+
+class RouteGroupKind(Frozen):
+    group: str = GATEWAY_GROUP
+    kind: str
+
+
+class RouteNamespaces(Frozen):
+    from_: Literal["All", "Same", "Selector"] = Field(default="Same", alias="from")
+    selector: LabelSelector | None = None
+
+
+class AllowedRoutes(Frozen):
+    namespaces: RouteNamespaces = Field(default_factory=RouteNamespaces)
+    kinds: tuple[RouteGroupKind, ...] = ()
+
+
+class SecretObjectReference(Frozen):
+    group: str = ""
+    kind: str = "Secret"
+    name: Annotated[str, Field(min_length=1)]
+    namespace: str | None = None
+
+
+class GatewayTLSConfig(Frozen):
+    mode: Literal["Terminate", "Passthrough"] = "Terminate"
+    certificate_refs: tuple[SecretObjectReference, ...] = ()
+
+
+class Listener(Frozen):
+    name: Annotated[str, Field(min_length=1)]
+    hostname: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)]
+    # Free text on the wire so unsupported protocols (TCP, UDP, TLS, ...) reach the graph
+    # and get the spec's UnsupportedProtocol condition instead of a parse error.
+    protocol: Annotated[str, Field(min_length=1)]
+    tls: GatewayTLSConfig | None = None
+    allowed_routes: AllowedRoutes = Field(default_factory=AllowedRoutes)
+
+
+class GatewayAddress(Frozen):
+    type: str = "IPAddress"
+    value: str
+
+
+class GatewaySpec(Frozen):
+    gateway_class_name: Annotated[str, Field(min_length=1)]
+    listeners: Annotated[tuple[Listener, ...], Field(min_length=1)]
+    addresses: tuple[GatewayAddress, ...] = ()
+
+
+class Gateway(Frozen):
+    kind: Literal["Gateway"] = "Gateway"
+    metadata: ObjectMeta
+    spec: GatewaySpec
+
+
+# --------------------------------------------------------------------------- HTTPRoute
+
+
+class ParentReference(Frozen):
+    group: str = GATEWAY_GROUP
+    kind: str = "Gateway"
+    namespace: str | None = None
+    name: Annotated[str, Field(min_length=1)]
+    section_name: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+
+class HTTPPathMatch(Frozen):
+    type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
+    value: str = "/"
+
+
+class HTTPHeaderMatch(Frozen):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: Annotated[str, Field(min_length=1)]
+    value: str
+
+
+class HTTPQueryParamMatch(Frozen):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: Annotated[str, Field(min_length=1)]
+    value: str
+
+
+HTTPMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+
+
+class HTTPRouteMatch(Frozen):
+    path: HTTPPathMatch = Field(default_factory=HTTPPathMatch)
+    headers: tuple[HTTPHeaderMatch, ...] = ()
+    query_params: tuple[HTTPQueryParamMatch, ...] = ()
+    method: HTTPMethod | None = None
+
+
+class HTTPHeader(Frozen):
+    name: Annotated[str, Field(min_length=1)]
+    value: str
+
+
+class HTTPHeaderFilter(Frozen):
+    set: tuple[HTTPHeader, ...] = ()
+    add: tuple[HTTPHeader, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+class HTTPPathModifier(Frozen):
+    type: Literal["ReplaceFullPath", "ReplacePrefixMatch"]
+    replace_full_path: str | None = None
+    replace_prefix_match: str | None = None
+
+
+class HTTPRequestRedirectFilter(Frozen):
+    scheme: Literal["http", "https"] | None = None
+    hostname: str | None = None
+    path: HTTPPathModifier | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    status_code: Literal[301, 302, 303, 307, 308] = 302
+
+
+class HTTPURLRewriteFilter(Frozen):
+    hostname: str | None = None
+    path: HTTPPathModifier | None = None
+
+
+class Fraction(Frozen):
+    numerator: Annotated[int, Field(ge=0)]
+    denominator: Annotated[int, Field(ge=1)] = 100
+
+
+class BackendObjectReference(Frozen):
+    group: str = ""
+    kind: str = "Service"
+    name: Annotated[str, Field(min_length=1)]
+    namespace: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+
+class HTTPRequestMirrorFilter(Frozen):
+    backend_ref: BackendObjectReference
+    percent: Annotated[int, Field(ge=0, le=100)] | None = None
+    fraction: Fraction | None = None
+
+
+class LocalObjectReference(Frozen):
+    group: str
+    kind: str
+    name: str
+
+
+class HTTPRouteFilter(Frozen):
+    # Free text so an unknown filter type reaches the graph (UnsupportedValue).
+    type: Annotated[str, Field(min_length=1)]
+    request_header_modifier: HTTPHeaderFilter | None = None
+    response_header_modifier: HTTPHeaderFilter | None = None
+    request_redirect: HTTPRequestRedirectFilter | None = None
+    url_rewrite: HTTPURLRewriteFilter | None = None
+    request_mirror: HTTPRequestMirrorFilter | None = None
+    extension_ref: LocalObjectReference | None = None
+
+
+class HTTPBackendRef(Frozen):
+    group: str = ""
+    kind: str = "Service"
+    name: Annotated[str, Field(min_length=1)]
+    namespace: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    weight: Annotated[int, Field(ge=0, le=1_000_000)] = 1
+    filters: tuple[HTTPRouteFilter, ...] = ()
+
+
+class HTTPRouteTimeouts(Frozen):
+    # Gateway API Duration strings ("10s", "500ms", "1h2m"); parsed by the graph.
+    request: str | None = None
+    backend_request: str | None = None
+
+
+class HTTPRouteRule(Frozen):
+    name: str | None = None
+    matches: tuple[HTTPRouteMatch, ...] = (HTTPRouteMatch(),)
+    filters: tuple[HTTPRouteFilter, ...] = ()
+    backend_refs: tuple[HTTPBackendRef, ...] = ()
+    timeouts: HTTPRouteTimeouts | None = None
+
+
+class HTTPRouteSpec(Frozen):
+    parent_refs: tuple[ParentReference, ...] = ()
+    hostnames: tuple[str, ...] = ()
+    rules: tuple[HTTPRouteRule, ...] = (HTTPRouteRule(),)
+
+
+class RouteParentStatusIn(Frozen):
+    """A parent entry already written on the object (kept for other controllers)."""
+
+    parent_ref: ParentReference
+    controller_name: str
+    conditions: tuple[dict[str, Any], ...] = ()
+
+
+class RouteStatusIn(Frozen):
+    parents: tuple[RouteParentStatusIn, ...] = ()
+
+
+class HTTPRoute(Frozen):
+    kind: Literal["HTTPRoute"] = "HTTPRoute"
+    metadata: ObjectMeta
+    spec: HTTPRouteSpec = Field(default_factory=HTTPRouteSpec)
+    status: RouteStatusIn = Field(default_factory=RouteStatusIn)
+
+
+# --------------------------------------------------------------------------- ReferenceGrant
+
+
+class ReferenceGrantFrom(Frozen):
+    group: str
+    kind: str
+    namespace: Annotated[str, Field(min_length=1)]
+
+
+class ReferenceGrantTo(Frozen):
+    group: str
+    kind: str
+    name: str | None = None
+
+
+class ReferenceGrantSpec(Frozen):
+    from_: Annotated[tuple[ReferenceGrantFrom, ...], Field(alias="from", min_length=1)]
+    to: Annotated[tuple[ReferenceGrantTo, ...], Field(min_length=1)]
+
+
+class ReferenceGrant(Frozen):
+    kind: Literal["ReferenceGrant"] = "ReferenceGrant"
+    metadata: ObjectMeta
+    spec: ReferenceGrantSpec
+
+
+# --------------------------------------------------------------------------- core/v1 and discovery/v1
+
+
+class ServicePort(Frozen):
+    name: str = ""
+    protocol: str = "TCP"
+    port: Annotated[int, Field(ge=1, le=65535)]
+    target_port: int | str | None = None
+    app_protocol: str | None = None
+
+
+class ServiceSpec(Frozen):
+    ports: tuple[ServicePort, ...] = ()
+    type: str = "ClusterIP"
+    cluster_ip: str | None = Field(default=None, alias="clusterIP")
+    external_name: str | None = None
+
+
+class Service(Frozen):
+    kind: Literal["Service"] = "Service"
+    metadata: ObjectMeta
+    spec: ServiceSpec = Field(default_factory=ServiceSpec)
+
+
+class EndpointConditions(Frozen):
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+
+
+class Endpoint(Frozen):
+    addresses: Annotated[tuple[str, ...], Field(min_length=1)]
+    conditions: EndpointConditions = Field(default_factory=EndpointConditions)
+    hostname: str | None = None
+    node_name: str | None = None
+    zone: str | None = None
+
+
+class EndpointPort(Frozen):
+    name: str | None = ""
+    protocol: str = "TCP"
+    port: int | None = None
+    app_protocol: str | None = None
+
+
+class EndpointSlice(Frozen):
+    kind: Literal["EndpointSlice"] = "EndpointSlice"
+    metadata: ObjectMeta
+    address_type: str = "IPv4"
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[EndpointPort, ...] | None = None
+
+    @property
+    def service_name(self) -> str | None:
+        return self.metadata.labels.get("kubernetes.io/service-name")
+
+
+class Namespace(Frozen):
+    kind: Literal["Namespace"] = "Namespace"
+    metadata: ObjectMeta
+
+
+class Secret(Frozen):
+    """A Secret, by presence and type only: the model never reads key material."""
+
+    kind: Literal["Secret"] = "Secret"
+    metadata: ObjectMeta
+    type: str = "Opaque"
+    # Only the key names are kept, to check that tls.crt and tls.key exist.
+    data_keys: tuple[str, ...] = ()
+
+
+Resource = (
+    GatewayClass
+    | Gateway
+    | HTTPRoute
+    | ReferenceGrant
+    | Service
+    | EndpointSlice
+    | Namespace
+    | Secret
+)
+
+KINDS: dict[str, type[Resource]] = {
+    "GatewayClass": GatewayClass,
+    "Gateway": Gateway,
+    "HTTPRoute": HTTPRoute,
+    "ReferenceGrant": ReferenceGrant,
+    "Service": Service,
+    "EndpointSlice": EndpointSlice,
+    "Namespace": Namespace,
+    "Secret": Secret,
+}
+
+# Kinds that live in a namespace; objects of these kinds without one get "default".
+NAMESPACED = frozenset(KINDS) - {"GatewayClass", "Namespace"}
+
+
+class ResourceError(ValueError):
+    """A resource that cannot be parsed. ``str()`` is one line naming object and field."""
+
+    def __init__(self, kind: str, ident: str, field: str, problem: str) -> None:
+        self.kind, self.ident, self.field, self.problem = kind, ident, field, problem
+        where = f"{kind} {ident}" if ident else kind
+        super().__init__(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
+
+
+def _loc_text(loc: tuple[int | str, ...]) -> str:
+    """Render a pydantic error location (already camelCase aliases) as ``a.b[0].c``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else ("." if text else "") + str(part)
+    return text
+
+
+def _ident(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        return ""
+    name = meta.get("name")
+    ns = meta.get("namespace")
+    if not isinstance(name, str):
+        return ""
+    return f"{ns}/{name}" if isinstance(ns, str) and ns else name
+
+
+def parse_object(obj: Any) -> Resource:
+    """Parse one Kubernetes object mapping into its resource type.
+
+    Raises ``ResourceError`` with a one-line message naming the object and field.
+    Secrets keep only the names of their data keys.
+    """
+    if not isinstance(obj, Mapping):
+        raise ResourceError("object", "", "", f"expected a mapping, got {type(obj).__name__}")
+    kind = obj.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ResourceError("object", _ident(obj), "kind", "missing")
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise ResourceError(kind, _ident(obj), "kind", f"unsupported kind {kind!r}")
+    data = dict(obj)
+    if kind == "Secret":
+        raw = obj.get("data") or {}
+        raw2 = obj.get("stringData") or {}
+        keys = sorted(set(raw) | set(raw2)) if isinstance(raw, Mapping) and isinstance(
+            raw2, Mapping
+        ) else []
+        data = {"kind": kind, "metadata": obj.get("metadata"), "type": obj.get("type", "Opaque"),
+                "dataKeys": keys}
+    meta = data.get("metadata")
+    if isinstance(meta, Mapping) and kind in NAMESPACED and not meta.get("namespace"):
+        data["metadata"] = {**meta, "namespace": "default"}
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ResourceError(kind, _ident(obj), _loc_text(tuple(err["loc"])), err["msg"]) from None

@@ -1,0 +1,382 @@
+"""Request routing: one request and a RouterConfig in, one Decision out.
+
+Role: the whole per-request decision of the data plane (which listener, which rule, redirect
+or forward, which backend, which endpoint, what to rewrite). The proxy only parses bytes,
+calls ``route`` and carries out the Decision, so every routing rule is unit-testable here.
+
+Rules:
+- Pure: no I/O, no clock, no randomness. Randomness enters only as the ``choice``
+  argument; without it the choice comes from an xxhash of the flow key, so the same
+  request from the same client connection always gets the same answer, in every process.
+- Order of evaluation, each step answering at most once:
+  1. no PortConfig for the request's port -> 404;
+  2. ``normalize_path`` rejects the path -> 400 "bad request path" (see ``paths``);
+  3. listener isolation: the first ``ListenerRoutes`` whose hostname fits the Host (port
+     ignored, ``""`` fits all) handles the request, the others are never consulted;
+     none -> 404;
+  4. the first rule of that listener (the translator's precedence order; where
+     RegularExpression paths sit in that order is the translator's choice, this module
+     simply honours the order it is given) whose hostname, method, path, headers and query
+     all match wins; none -> 404 "no matching route";
+  5. a RequestRedirect filter -> redirect; else weighted backend choice: no backends or
+     all weights 0 -> 500; an invalid backend -> 500 "invalid backend"; a backend without
+     ready endpoints -> 503 "no ready endpoints"; else a Maglev pick among its endpoints.
+- Match semantics:
+  - method: exact, case-sensitive (RFC 9110 methods are case-sensitive);
+  - path: against the normalised path; Exact is string equality, PathPrefix is
+    element-wise (``paths.prefix_matches``), RegularExpression is ``re.fullmatch`` with
+    Python ``re`` syntax (compiled once, cached; an uncompilable pattern never matches);
+  - headers: names case-insensitive; a header repeated in the request is matched as its
+    values (each stripped of surrounding spaces/tabs) joined with "," (RFC 9110 §5.3);
+    Exact compares case-sensitively, RegularExpression uses ``fullmatch``;
+  - query: ``urllib.parse.parse_qsl(query, keep_blank_values=True)``, so names and values
+    are percent-decoded and "+" reads as a space; names are case-sensitive and only the
+    first occurrence of a repeated parameter counts (the spec's recommendation).
+- Backend choice: ``choice % total_weight`` walked over the cumulative weights of the
+  rule's backends with weight > 0, in ``rule.backends`` order; invalid backends keep their
+  share (and answer 500 for it). Endpoint choice: Maglev over the backend's endpoints,
+  all weight 1, keyed by ``Endpoint.key``, looked up with the flow key.
+- Flow key (``hash_on``): ``"flow"`` -> ``"METHOD PATH CLIENT_IP CLIENT_PORT"`` (PATH is the
+  normalised path); ``"client-ip"`` -> the client IP; ``"header:NAME"`` -> that header's
+  (joined) value, falling back to the flow key when the header is absent. Any other
+  value is treated as ``"flow"``.
+- Redirect Location (absolute URL): scheme = redirect scheme or the request's; host = the
+  redirect hostname or the request Host without its port; port = the redirect port, else
+  the well-known port of the redirect scheme when one is configured, else the listener
+  port (the Gateway API RequestRedirect rules); ``:80`` is omitted for http and ``:443``
+  for https; path = ReplaceFullPath, ReplacePrefixMatch (over the rule's PathPrefix value)
+  or the normalised path; the query is kept untouched.
+- Forward: ``upstream_host`` is the URLRewrite hostname or the Host header exactly as
+  received (with its port); ``upstream_path`` is the normalised path after any URLRewrite,
+  plus ``"?" + query`` when the query is not empty. Header modifiers are listed rule-level
+  first, then backend-level, for requests and responses alike; apply them in that order.
+- Redirects carry the rule-level response header modifier; error decisions carry none.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import parse_qsl
+
+import xxhash
+
+from rauta.model import maglev
+from rauta.model.config import (
+    Backend,
+    Endpoint,
+    HeaderModifier,
+    ListenerRoutes,
+    Match,
+    Mirror,
+    PathMatch,
+    PathModifier,
+    PortConfig,
+    RouterConfig,
+    Rule,
+    Timeouts,
+)
+from rauta.model.hostnames import matches as host_matches
+from rauta.model.hostnames import strip_port
+from rauta.model.paths import normalize_path, prefix_matches, replace_prefix
+
+CHOICE_SEED = 0x72617574  # "raut": keeps the weighted choice independent of Maglev's hash
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """What routing needs to know about one request, exactly as received."""
+
+    method: str
+    host: str  # Host header, may carry a port
+    path: str  # raw path, without the query
+    query: str  # raw query without "?", "" when none
+    headers: tuple[tuple[str, str], ...]  # as received, any name case
+    port: int  # listener port the request arrived on
+    scheme: str = "http"
+    client_ip: str = ""
+    client_port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the proxy must do with a request."""
+
+    kind: Literal["forward", "redirect", "error"]
+    status: int = 0  # 0 for forward, 3xx for redirect, 4xx/5xx for error
+    reason: str = ""  # short plain text for error bodies
+    port: PortConfig | None = None
+    listener: ListenerRoutes | None = None
+    rule: Rule | None = None
+    backend: Backend | None = None
+    endpoint: Endpoint | None = None
+    upstream_path: str = ""
+    upstream_host: str = ""
+    location: str | None = None
+    request_headers: tuple[HeaderModifier, ...] = ()
+    response_headers: tuple[HeaderModifier, ...] = ()
+    mirrors: tuple[Mirror, ...] = ()
+    timeouts: Timeouts | None = None
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_regex(pattern: str) -> re.Pattern[str] | None:
+    """The compiled pattern, or None when it does not compile (it then never matches)."""
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
+
+
+def _fullmatch(pattern: str, value: str) -> bool:
+    compiled = compile_regex(pattern)
+    return compiled is not None and compiled.fullmatch(value) is not None
+
+
+class _Lazy:
+    """Per-request views of headers and query, built only when a rule needs them."""
+
+    __slots__ = ("_req", "_headers", "_query")
+
+    def __init__(self, req: RequestView) -> None:
+        self._req = req
+        self._headers: dict[str, str] | None = None
+        self._query: dict[str, str] | None = None
+
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            values: dict[str, list[str]] = {}
+            for name, value in self._req.headers:
+                values.setdefault(name.lower(), []).append(value.strip(" \t"))
+            self._headers = {name: ",".join(vs) for name, vs in values.items()}
+        return self._headers
+
+    def query(self) -> dict[str, str]:
+        if self._query is None:
+            params: dict[str, str] = {}
+            for name, value in parse_qsl(self._req.query, keep_blank_values=True):
+                params.setdefault(name, value)
+            self._query = params
+        return self._query
+
+
+def _path_matches(match: PathMatch, path: str) -> bool:
+    if match.type == "PathPrefix":
+        return prefix_matches(match.value, path)
+    if match.type == "Exact":
+        return path == match.value
+    return _fullmatch(match.value, path)
+
+
+def _value_matches(kind: str, expected: str, actual: str) -> bool:
+    if kind == "Exact":
+        return actual == expected
+    return _fullmatch(expected, actual)
+
+
+def _rule_matches(rule: Rule, host: str, path: str, req: RequestView, lazy: _Lazy) -> bool:
+    match: Match = rule.match
+    if match.method is not None and match.method != req.method:
+        return False
+    if rule.hostname and not host_matches(rule.hostname, host):
+        return False
+    if not _path_matches(match.path, path):
+        return False
+    if match.headers:
+        headers = lazy.headers()
+        for hm in match.headers:
+            value = headers.get(hm.name.lower())
+            if value is None or not _value_matches(hm.type, hm.value, value):
+                return False
+    if match.query:
+        query = lazy.query()
+        for qm in match.query:
+            value = query.get(qm.name)
+            if value is None or not _value_matches(qm.type, qm.value, value):
+                return False
+    return True
+
+
+def _modified_path(modifier: PathModifier | None, rule: Rule, path: str) -> str:
+    """Apply a ReplaceFullPath / ReplacePrefixMatch modifier to the normalised path."""
+    if modifier is None:
+        return path
+    if modifier.type == "ReplaceFullPath":
+        return modifier.value or "/"
+    if rule.match.path.type != "PathPrefix":
+        return path  # the translator rejects this combination; leave the path alone
+    return replace_prefix(path, rule.match.path.value, modifier.value)
+
+
+def flow_key(req: RequestView, path: str, hash_on: str, lazy: _Lazy | None = None) -> bytes:
+    """The bytes hashed for the weighted choice and the Maglev lookup (see module doc)."""
+    if hash_on == "client-ip":
+        key = req.client_ip
+    elif hash_on.startswith("header:"):
+        headers = (lazy or _Lazy(req)).headers()
+        value = headers.get(hash_on[len("header:") :].strip().lower())
+        key = value if value is not None else _flow(req, path)
+    else:
+        key = _flow(req, path)
+    return key.encode("utf-8", "surrogatepass")
+
+
+def _flow(req: RequestView, path: str) -> str:
+    return f"{req.method} {path} {req.client_ip} {req.client_port}"
+
+
+def pick_weighted(backends: tuple[Backend, ...], choice: int) -> Backend | None:
+    """The backend owning slot ``choice % total_weight``; None when all weights are 0."""
+    total = sum(b.weight for b in backends if b.weight > 0)
+    if total <= 0:
+        return None
+    slot = choice % total
+    for backend in backends:
+        if backend.weight <= 0:
+            continue
+        if slot < backend.weight:
+            return backend
+        slot -= backend.weight
+    return None  # unreachable
+
+
+_ENDPOINT_INDEX: dict[int, tuple[tuple[Endpoint, ...], maglev.MaglevTable, dict[str, Endpoint]]] = {}
+_ENDPOINT_INDEX_MAX = 1024
+
+
+def _endpoint_index(
+    endpoints: tuple[Endpoint, ...],
+) -> tuple[maglev.MaglevTable, dict[str, Endpoint]]:
+    """Maglev table and key map of an endpoints tuple, cached by identity (configs are
+    immutable and reused across requests, so this is a dict lookup on the hot path)."""
+    entry = _ENDPOINT_INDEX.get(id(endpoints))
+    if entry is not None and entry[0] is endpoints:
+        return entry[1], entry[2]
+    by_key = {e.key: e for e in endpoints}
+    table = maglev.cached(tuple((key, 1) for key in by_key))
+    if len(_ENDPOINT_INDEX) >= _ENDPOINT_INDEX_MAX:
+        _ENDPOINT_INDEX.clear()
+    # The entry holds ``endpoints`` itself, so its id cannot be reused while cached.
+    _ENDPOINT_INDEX[id(endpoints)] = (endpoints, table, by_key)
+    return table, by_key
+
+
+def pick_endpoint(endpoints: tuple[Endpoint, ...], key: bytes) -> Endpoint:
+    """The Maglev choice among ``endpoints`` (non-empty) for the flow ``key``."""
+    if len(endpoints) == 1:
+        return endpoints[0]
+    table, by_key = _endpoint_index(endpoints)
+    return by_key[table.lookup_key(key)]
+
+
+def _location(req: RequestView, host: str, path: str, rule: Rule) -> str:
+    redirect = rule.filters.redirect
+    assert redirect is not None
+    scheme = redirect.scheme or req.scheme
+    hostname = redirect.hostname or host
+    if redirect.port is not None:
+        port = redirect.port
+    elif redirect.scheme:
+        port = _DEFAULT_PORTS.get(redirect.scheme, req.port)
+    else:
+        port = req.port
+    netloc = hostname if _DEFAULT_PORTS.get(scheme) == port else f"{hostname}:{port}"
+    new_path = _modified_path(redirect.path, rule, path)
+    query = f"?{req.query}" if req.query else ""
+    return f"{scheme}://{netloc}{new_path}{query}"
+
+
+def route(
+    config: RouterConfig,
+    req: RequestView,
+    *,
+    choice: int | None = None,
+    hash_on: str = "flow",
+) -> Decision:
+    """Decide what to do with ``req`` under ``config`` (see the module doc for the rules)."""
+    port = config.port(req.port)
+    if port is None:
+        return Decision(kind="error", status=404, reason="no listener on this port")
+    path = normalize_path(req.path)
+    if path is None:
+        return Decision(kind="error", status=400, reason="bad request path", port=port)
+    host = strip_port(req.host)
+    listener = next((lr for lr in port.listeners if host_matches(lr.hostname, host)), None)
+    if listener is None:
+        return Decision(kind="error", status=404, reason="no matching route", port=port)
+
+    lazy = _Lazy(req)
+    rule = next((r for r in listener.rules if _rule_matches(r, host, path, req, lazy)), None)
+    if rule is None:
+        return Decision(
+            kind="error", status=404, reason="no matching route", port=port, listener=listener
+        )
+
+    filters = rule.filters
+    if filters.redirect is not None:
+        return Decision(
+            kind="redirect",
+            status=filters.redirect.status_code,
+            port=port,
+            listener=listener,
+            rule=rule,
+            location=_location(req, host, path, rule),
+            response_headers=(filters.response_headers,) if filters.response_headers else (),
+        )
+
+    def error(status: int, reason: str, backend: Backend | None = None) -> Decision:
+        return Decision(
+            kind="error",
+            status=status,
+            reason=reason,
+            port=port,
+            listener=listener,
+            rule=rule,
+            backend=backend,
+        )
+
+    if not rule.backends:
+        return error(500, "no backends")
+    key = flow_key(req, path, hash_on, lazy)
+    if choice is None:
+        choice = xxhash.xxh64_intdigest(key, seed=CHOICE_SEED)
+    backend = pick_weighted(rule.backends, choice)
+    if backend is None:
+        return error(500, "all backend weights are zero")
+    if backend.invalid is not None:
+        return error(500, "invalid backend", backend)
+    if not backend.endpoints:
+        return error(503, "no ready endpoints", backend)
+    endpoint = pick_endpoint(backend.endpoints, key)
+
+    rewrite = filters.rewrite
+    upstream_host = req.host
+    upstream_path = path
+    if rewrite is not None:
+        upstream_host = rewrite.hostname or req.host
+        upstream_path = _modified_path(rewrite.path, rule, path)
+    if req.query:
+        upstream_path = f"{upstream_path}?{req.query}"
+
+    return Decision(
+        kind="forward",
+        status=0,
+        port=port,
+        listener=listener,
+        rule=rule,
+        backend=backend,
+        endpoint=endpoint,
+        upstream_path=upstream_path,
+        upstream_host=upstream_host,
+        request_headers=tuple(
+            m for m in (filters.request_headers, backend.request_headers) if m is not None
+        ),
+        response_headers=tuple(
+            m for m in (filters.response_headers, backend.response_headers) if m is not None
+        ),
+        mirrors=filters.mirrors,
+        timeouts=rule.timeouts,
+    )

@@ -1,0 +1,400 @@
+"""The translator: snapshot → graph → RouterConfig + Gateway API statuses.
+
+Role: the one entry point of the pure model, ``translate(snapshot, ...)``. The reconciler,
+``rauta translate``, the golden tests and the stateful tests all call exactly this.
+
+Rules:
+- Pure: the result depends only on the arguments. ``applied`` (what the proxy really
+  programmed) is a parameter; ``None`` means "as desired" (what-if mode, used by the CLI and
+  the golden files), so Programmed says what *would* hold once applied.
+- Rules are ordered by ``precedence_key``, the HTTPRoute spec's precedence:
+  hostname (non-wildcard characters, then all characters), Exact path, then
+  RegularExpression paths (longer pattern first: rauta's documented choice), then longer
+  PathPrefix, method match, more header matches, more query matches, older route
+  (creationTimestamp), namespace/name, rule index, match index.
+- A rule with an unsupported or invalid value (unknown filter, bad regex, bad duration,
+  ReplacePrefixMatch without a PathPrefix match, RequestRedirect with URLRewrite) is dropped;
+  the route gets PartiallyInvalid=True (some rules left) or Accepted=False (none left), both
+  with reason UnsupportedValue.
+- Unresolvable backendRefs stay in the config as ``invalid`` backends that answer 500 for
+  their weight's share; ResolvedRefs=False names the first problem.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rauta.model import config as cfg
+from rauta.model import hostnames
+from rauta.model.conditions import Condition, CondType, Reason, cond
+from rauta.model.graph import (
+    DEFAULT_CONTROLLER,
+    Attachment,
+    GatewayState,
+    Graph,
+    ListenerState,
+    ResolvedBackend,
+    age_key,
+    nsname,
+)
+from rauta.model.resources import (
+    HTTPHeaderFilter,
+    HTTPPathModifier,
+    HTTPRoute,
+    HTTPRouteFilter,
+    HTTPRouteMatch,
+    HTTPRouteRule,
+)
+from rauta.model.snapshot import Snapshot
+from rauta.model.status import (
+    Applied,
+    GatewayClassStatus,
+    GatewayStatus,
+    ListenerStatus,
+    RouteParentStatus,
+    RouteStatus,
+    Statuses,
+)
+
+_DURATION = re.compile(r"^(?:[0-9]{1,5}(?:h|ms|m|s)){1,4}$")
+_DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
+_UNIT_MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
+_PATH_RANK = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
+
+
+@dataclass(frozen=True)
+class Translation:
+    config: cfg.RouterConfig
+    statuses: Statuses
+
+
+class RuleError(Exception):
+    """A rule that cannot be programmed (UnsupportedValue)."""
+
+
+def parse_duration_ms(text: str) -> int:
+    """Gateway API Duration (``1h2m3s``, ``500ms``) in milliseconds; ``0s`` means none."""
+    if not _DURATION.match(text):
+        raise RuleError(f"invalid duration {text!r}")
+    return sum(int(n) * _UNIT_MS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def _check_regex(pattern: str, what: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise RuleError(f"invalid regular expression in {what} {pattern!r}: {exc}") from None
+
+
+def _header_mod(f: HTTPHeaderFilter | None, what: str) -> cfg.HeaderModifier:
+    if f is None:
+        raise RuleError(f"filter {what} has no {what[0].lower() + what[1:]} field")
+    return cfg.HeaderModifier(
+        set=tuple(cfg.Header(name=h.name, value=h.value) for h in f.set),
+        add=tuple(cfg.Header(name=h.name, value=h.value) for h in f.add),
+        remove=tuple(f.remove),
+    )
+
+
+def _path_mod(p: HTTPPathModifier | None, matches: tuple[HTTPRouteMatch, ...]
+              ) -> cfg.PathModifier | None:
+    if p is None:
+        return None
+    if p.type == "ReplaceFullPath":
+        if p.replace_full_path is None:
+            raise RuleError("ReplaceFullPath needs replaceFullPath")
+        return cfg.PathModifier(type="ReplaceFullPath", value=p.replace_full_path)
+    if p.replace_prefix_match is None:
+        raise RuleError("ReplacePrefixMatch needs replacePrefixMatch")
+    if any(m.path.type != "PathPrefix" for m in matches):
+        raise RuleError("ReplacePrefixMatch is only allowed with PathPrefix matches")
+    return cfg.PathModifier(type="ReplacePrefixMatch", value=p.replace_prefix_match)
+
+
+def _match(m: HTTPRouteMatch) -> cfg.Match:
+    path = m.path
+    if path.type in ("Exact", "PathPrefix") and not path.value.startswith("/"):
+        raise RuleError(f"path {path.value!r} must start with '/'")
+    if path.type == "RegularExpression":
+        _check_regex(path.value, "path")
+    value = path.value.rstrip("/") or "/" if path.type == "PathPrefix" else path.value
+    headers: dict[str, cfg.HeaderMatch] = {}
+    for h in m.headers:
+        if h.type == "RegularExpression":
+            _check_regex(h.value, f"header {h.name}")
+        headers.setdefault(h.name.lower(), cfg.HeaderMatch(type=h.type, name=h.name.lower(),
+                                                           value=h.value))
+    query: dict[str, cfg.QueryMatch] = {}
+    for q in m.query_params:
+        if q.type == "RegularExpression":
+            _check_regex(q.value, f"query parameter {q.name}")
+        query.setdefault(q.name, cfg.QueryMatch(type=q.type, name=q.name, value=q.value))
+    return cfg.Match(path=cfg.PathMatch(type=path.type, value=value), method=m.method,
+                     headers=tuple(headers.values()), query=tuple(query.values()))
+
+
+class _RouteCompiler:
+    """Compiles one HTTPRoute's rules and collects its ResolvedRefs problems."""
+
+    def __init__(self, graph: Graph, route: HTTPRoute) -> None:
+        self.graph, self.route = graph, route
+        self.ns = route.metadata.namespace
+        self.ref_problems: list[tuple[Reason, str]] = []
+        self.rule_errors: list[str] = []
+        self.rules: list[tuple[int, HTTPRouteRule, tuple[cfg.Match, ...], cfg.Filters,
+                               tuple[cfg.Backend, ...], cfg.Timeouts]] = []
+        for idx, rule in enumerate(route.spec.rules):
+            try:
+                self.rules.append((idx, rule, *self._rule(rule)))
+            except RuleError as exc:
+                self.rule_errors.append(f"rule {rule.name or idx}: {exc}")
+
+    def _backend(self, rb: ResolvedBackend, req: cfg.HeaderModifier | None = None,
+                 resp: cfg.HeaderModifier | None = None) -> cfg.Backend:
+        if rb.invalid is not None:
+            self.ref_problems.append(rb.invalid)
+        return cfg.Backend(name=rb.name, weight=rb.weight,
+                           invalid=rb.invalid[1] if rb.invalid else None,
+                           app_protocol=rb.app_protocol, endpoints=rb.endpoints,
+                           request_headers=req, response_headers=resp)
+
+    def _filters(self, filters: tuple[HTTPRouteFilter, ...],
+                 matches: tuple[HTTPRouteMatch, ...], *, backend_level: bool) -> cfg.Filters:
+        seen: set[str] = set()
+        out: dict[str, Any] = {}
+        mirrors: list[cfg.Mirror] = []
+        for f in filters:
+            if f.type != "RequestMirror" and f.type in seen:
+                raise RuleError(f"filter {f.type} appears more than once")
+            seen.add(f.type)
+            if backend_level and f.type not in ("RequestHeaderModifier",
+                                                "ResponseHeaderModifier"):
+                raise RuleError(f"filter {f.type} is not supported on a backendRef")
+            if f.type == "RequestHeaderModifier":
+                out["request_headers"] = _header_mod(f.request_header_modifier, f.type)
+            elif f.type == "ResponseHeaderModifier":
+                out["response_headers"] = _header_mod(f.response_header_modifier, f.type)
+            elif f.type == "RequestRedirect":
+                r = f.request_redirect
+                if r is None:
+                    raise RuleError("filter RequestRedirect has no requestRedirect field")
+                out["redirect"] = cfg.Redirect(scheme=r.scheme, hostname=r.hostname,
+                                               port=r.port, path=_path_mod(r.path, matches),
+                                               status_code=r.status_code)
+            elif f.type == "URLRewrite":
+                w = f.url_rewrite
+                if w is None:
+                    raise RuleError("filter URLRewrite has no urlRewrite field")
+                out["rewrite"] = cfg.Rewrite(hostname=w.hostname, path=_path_mod(w.path, matches))
+            elif f.type == "RequestMirror":
+                mir = f.request_mirror
+                if mir is None:
+                    raise RuleError("filter RequestMirror has no requestMirror field")
+                rb = self.graph.resolve_backend(mir.backend_ref, self.ns, 1)
+                backend = self._backend(rb)
+                if backend.invalid is None:
+                    num, den = (mir.percent, 100) if mir.percent is not None else (
+                        (mir.fraction.numerator, mir.fraction.denominator) if mir.fraction
+                        else (100, 100))
+                    if num > den:
+                        raise RuleError("mirror fraction is greater than 1")
+                    mirrors.append(cfg.Mirror(backend=backend, numerator=num, denominator=den))
+            else:
+                raise RuleError(f"filter type {f.type!r} is not supported")
+        if "redirect" in out and "rewrite" in out:
+            raise RuleError("RequestRedirect and URLRewrite cannot be used together")
+        return cfg.Filters(mirrors=tuple(mirrors), **out)
+
+    def _rule(self, rule: HTTPRouteRule) -> tuple[tuple[cfg.Match, ...], cfg.Filters,
+                                                  tuple[cfg.Backend, ...], cfg.Timeouts]:
+        matches = tuple(_match(m) for m in rule.matches) or (_match(HTTPRouteMatch()),)
+        filters = self._filters(rule.filters, rule.matches, backend_level=False)
+        timeouts = cfg.Timeouts()
+        if rule.timeouts is not None:
+            req = parse_duration_ms(rule.timeouts.request) if rule.timeouts.request else 0
+            back = (parse_duration_ms(rule.timeouts.backend_request)
+                    if rule.timeouts.backend_request else 0)
+            if req and back and back > req:
+                raise RuleError("timeouts.backendRequest must not exceed timeouts.request")
+            timeouts = cfg.Timeouts(request_ms=req or None, backend_request_ms=back or None)
+        backends: list[cfg.Backend] = []
+        for ref in rule.backend_refs:
+            bf = self._filters(ref.filters, rule.matches, backend_level=True)
+            rb = self.graph.resolve_backend(ref, self.ns, ref.weight)
+            backends.append(self._backend(rb, bf.request_headers, bf.response_headers))
+        return matches, filters, tuple(backends), timeouts
+
+    def compiled(self, hostname: str) -> list[cfg.Rule]:
+        name = nsname(self.ns, self.route.metadata.name)
+        return [
+            cfg.Rule(route=name, rule_index=idx, rule_name=rule.name, match_index=mi,
+                     hostname=hostname, match=match, filters=filters, backends=backends,
+                     timeouts=timeouts)
+            for idx, rule, matches, filters, backends, timeouts in self.rules
+            for mi, match in enumerate(matches)
+        ]
+
+
+def precedence_key(rule: cfg.Rule, created: str) -> tuple[Any, ...]:
+    """Sort key of a rule within a listener: smaller sorts first and wins."""
+    host_exact, host_len = hostnames.specificity(rule.hostname)
+    m = rule.match
+    ns, _, name = rule.route.partition("/")
+    return (-host_exact, -host_len, _PATH_RANK[m.path.type], -len(m.path.value),
+            0 if m.method else 1, -len(m.headers), -len(m.query), created, ns, name,
+            rule.rule_index, rule.match_index)
+
+
+def _parent_ref(att: Attachment, route_ns: str) -> tuple[tuple[str, str | int], ...]:
+    ref = att.ref
+    items: list[tuple[str, str | int]] = [("group", ref.group), ("kind", ref.kind),
+                                          ("namespace", ref.namespace or route_ns),
+                                          ("name", ref.name)]
+    if ref.section_name is not None:
+        items.append(("sectionName", ref.section_name))
+    if ref.port is not None:
+        items.append(("port", ref.port))
+    return tuple(items)
+
+
+def _programmed(valid: bool, port: int, applied: Applied | None) -> Condition:
+    if not valid:
+        return cond(CondType.PROGRAMMED, False, Reason.INVALID, "the listener is not valid")
+    if applied is None or port in applied.ports:
+        return cond(CondType.PROGRAMMED, True, Reason.PROGRAMMED, "")
+    why = applied.failure(port)
+    if why is not None:
+        return cond(CondType.PROGRAMMED, False, Reason.INVALID, why)
+    return Condition(type=CondType.PROGRAMMED, status="Unknown", reason=Reason.PENDING,
+                     message="waiting for the proxy to apply the configuration")
+
+
+def _listener_status(lis: ListenerState, applied: Applied | None) -> ListenerStatus:
+    ok, reason, msg = lis.accepted
+    conds = [cond(CondType.ACCEPTED, ok, reason, msg),
+             _programmed(lis.valid, lis.spec.port, applied)]
+    rok, rreason, rmsg = lis.resolved
+    conds.append(cond(CondType.RESOLVED_REFS, rok, rreason, rmsg))
+    if lis.conflicted is not None:
+        conds.append(cond(CondType.CONFLICTED, True, lis.conflicted,
+                          "another listener uses the same port with "
+                          + ("another protocol" if lis.conflicted == Reason.PROTOCOL_CONFLICT
+                             else "the same hostname")))
+    else:
+        conds.append(cond(CondType.CONFLICTED, False, Reason.NO_CONFLICTS))
+    return ListenerStatus(name=lis.spec.name, supported_kinds=lis.supported_kinds,
+                          attached_routes=lis.attached, conditions=tuple(conds))
+
+
+def _gateway_status(gw: GatewayState, applied: Applied | None) -> GatewayStatus:
+    listeners = tuple(_listener_status(lis, applied) for lis in gw.listeners)
+    valid = [lis.valid for lis in gw.listeners]
+    if gw.unsupported_address:
+        accepted = cond(CondType.ACCEPTED, False, Reason.UNSUPPORTED_ADDRESS,
+                        gw.unsupported_address)
+    elif not any(valid):
+        accepted = cond(CondType.ACCEPTED, False, Reason.LISTENERS_NOT_VALID,
+                        "no listener is valid")
+    elif not all(valid):
+        accepted = cond(CondType.ACCEPTED, True, Reason.LISTENERS_NOT_VALID,
+                        "some listeners are not valid")
+    else:
+        accepted = cond(CondType.ACCEPTED, True, Reason.ACCEPTED, "")
+    lis_prog = [c for ls in listeners for c in ls.conditions if c.type == CondType.PROGRAMMED]
+    if accepted.status != "True":
+        programmed = cond(CondType.PROGRAMMED, False, Reason.INVALID, "the Gateway is not accepted")
+    elif any(c.status == "True" for c in lis_prog):
+        programmed = cond(CondType.PROGRAMMED, True, Reason.PROGRAMMED, "")
+    elif any(c.reason == Reason.PENDING for c in lis_prog):
+        programmed = Condition(type=CondType.PROGRAMMED, status="Unknown", reason=Reason.PENDING,
+                               message="waiting for the proxy to apply the configuration")
+    else:
+        programmed = cond(CondType.PROGRAMMED, False, Reason.INVALID, "no listener is programmed")
+    return GatewayStatus(namespace=gw.obj.metadata.namespace, name=gw.obj.metadata.name,
+                         generation=gw.obj.metadata.generation,
+                         conditions=(accepted, programmed), listeners=listeners)
+
+
+def _route_conditions(att: Attachment, rc: _RouteCompiler) -> tuple[Condition, ...]:
+    ok, reason, msg = att.accepted
+    if ok and not rc.rules:
+        ok, reason, msg = False, Reason.UNSUPPORTED_VALUE, "; ".join(rc.rule_errors)
+    conds = [cond(CondType.ACCEPTED, ok, reason, msg)]
+    if rc.ref_problems:
+        first = rc.ref_problems[0][0]
+        text = "; ".join(dict.fromkeys(m for _, m in rc.ref_problems))
+        conds.append(cond(CondType.RESOLVED_REFS, False, first, text))
+    else:
+        conds.append(cond(CondType.RESOLVED_REFS, True, Reason.RESOLVED_REFS, ""))
+    if rc.rules and rc.rule_errors:
+        conds.append(cond(CondType.PARTIALLY_INVALID, True, Reason.UNSUPPORTED_VALUE,
+                          "; ".join(rc.rule_errors)))
+    return tuple(conds)
+
+
+def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
+              applied: Applied | None = None) -> Translation:
+    """Compute the RouterConfig and every status rauta owns for ``snapshot``."""
+    graph = Graph(snapshot, controller_name)
+    per_listener: dict[int, dict[cfg.Rule, tuple[Any, ...]]] = {}
+    route_statuses: list[RouteStatus] = []
+    attached: dict[int, set[str]] = {}
+    for route in sorted(snapshot.of_kind(HTTPRoute), key=age_key):
+        atts = graph.attach(route)
+        if not atts:
+            continue
+        rc = _RouteCompiler(graph, route)
+        created = route.metadata.creation_timestamp
+        route_key = nsname(route.metadata.namespace, route.metadata.name)
+        parents: list[RouteParentStatus] = []
+        for att in atts:
+            if att.accepted[0] and rc.rules:
+                for lis, names in att.listeners:
+                    bucket = per_listener.setdefault(id(lis), {})
+                    for host in names:
+                        for rule in rc.compiled(host):
+                            bucket[rule] = precedence_key(rule, created)
+                    attached.setdefault(id(lis), set()).add(route_key)
+            parents.append(RouteParentStatus(parent_ref=_parent_ref(att, route.metadata.namespace),
+                                             controller_name=controller_name,
+                                             conditions=_route_conditions(att, rc)))
+        route_statuses.append(RouteStatus(namespace=route.metadata.namespace,
+                                          name=route.metadata.name,
+                                          generation=route.metadata.generation,
+                                          parents=tuple(parents)))
+
+    ports: dict[int, list[ListenerState]] = {}
+    for gw in graph.gateways:
+        for lis in gw.listeners:
+            lis.attached = len(attached.get(id(lis), ()))
+            if lis.valid:
+                ports.setdefault(lis.spec.port, []).append(lis)
+    port_configs: list[cfg.PortConfig] = []
+    for port in sorted(ports):
+        group = sorted(ports[port], key=lambda lis: (
+            tuple(-x for x in hostnames.specificity(lis.hostname)), lis.hostname))
+        listeners = []
+        for lis in group:
+            bucket = per_listener.get(id(lis), {})
+            meta = lis.gateway.metadata
+            listeners.append(cfg.ListenerRoutes(
+                gateway=nsname(meta.namespace, meta.name), listener=lis.spec.name,
+                hostname=lis.hostname,
+                rules=tuple(sorted(bucket, key=bucket.__getitem__))))
+        protocol = "HTTPS" if group[0].spec.protocol == "HTTPS" else "HTTP"
+        certs = tuple(cfg.TLSCertificate(hostname=lis.hostname, secrets=lis.certificates)
+                      for lis in group if protocol == "HTTPS")
+        port_configs.append(cfg.PortConfig(port=port, protocol=protocol,
+                                           listeners=tuple(listeners), certificates=certs))
+
+    classes = tuple(
+        GatewayClassStatus(name=name, generation=gc.metadata.generation, conditions=(
+            cond(CondType.ACCEPTED, True, Reason.ACCEPTED, ""),))
+        for name, (gc, _) in sorted(graph.classes.items()))
+    gateways = tuple(sorted((_gateway_status(gw, applied) for gw in graph.gateways),
+                            key=lambda s: (s.namespace, s.name)))
+    routes = tuple(sorted(route_statuses, key=lambda s: (s.namespace, s.name)))
+    return Translation(cfg.RouterConfig(ports=tuple(port_configs)),
+                       Statuses(gateway_classes=classes, gateways=gateways, routes=routes))
