@@ -243,7 +243,9 @@ def pick_weighted(backends: tuple[Backend, ...], choice: int) -> Backend | None:
     return None  # unreachable
 
 
-_ENDPOINT_INDEX: dict[int, tuple[tuple[Endpoint, ...], maglev.MaglevTable, dict[str, Endpoint]]] = {}
+_ENDPOINT_INDEX: dict[
+    int, tuple[tuple[Endpoint, ...], maglev.MaglevTable, dict[str, Endpoint]]
+] = {}
 _ENDPOINT_INDEX_MAX = 1024
 
 

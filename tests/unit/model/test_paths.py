@@ -122,8 +122,30 @@ def test_path_not_starting_with_slash_is_rejected() -> None:
 # --- normalize_path: properties -----------------------------------------------------------
 
 _PATH_ALPHABET = st.sampled_from(
-    ["/", "/", ".", "..", "a", "b", "Z", "~", "-", "_", "%2e", "%2E", "%41", "%7e", "%3a",
-     "%25", "%20", "%C3%A9", ";", "=", "@", ":"]
+    [
+        "/",
+        "/",
+        ".",
+        "..",
+        "a",
+        "b",
+        "Z",
+        "~",
+        "-",
+        "_",
+        "%2e",
+        "%2E",
+        "%41",
+        "%7e",
+        "%3a",
+        "%25",
+        "%20",
+        "%C3%A9",
+        ";",
+        "=",
+        "@",
+        ":",
+    ]
 )
 _paths = st.lists(_PATH_ALPHABET, max_size=30).map(lambda parts: "/" + "".join(parts))
 

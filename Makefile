@@ -1,0 +1,42 @@
+# rauta developer entry points. `make test` is what CI runs (via .ci/run).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test venv lint typecheck unit demo goldens bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check rauta tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy rauta/model
+
+# The full suite: lint, strict types for the pure model, then every test with the CI
+# hypothesis profile (>= 200 examples per state machine).
+test: lint typecheck
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+# The main job on the embedded default: translate the example Gateway API set.
+demo: $(STAMP)
+	$(BIN)/rauta translate examples/quickstart.yaml
+
+goldens: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit/test_golden.py --update-goldens
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_maglev.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

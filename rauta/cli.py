@@ -1,0 +1,57 @@
+"""The ``rauta`` command line.
+
+Role: the user-facing entry point. Every subcommand runs the same library code the tests
+run (``translate`` is exactly what ``tests/golden`` checks).
+
+Rules:
+- Bad input is one line on stderr naming the file, object and field, and exit code 2;
+  never a traceback.
+- Output goes to stdout as YAML (or JSON with ``--json``), in the model's own order.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import yaml
+
+from rauta.loader import LoadError, load_snapshot
+from rauta.model.graph import DEFAULT_CONTROLLER
+from rauta.model.render import document
+from rauta.model.translate import translate
+
+
+def dump_yaml(data: object) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def translate_files(paths: list[str], controller_name: str = DEFAULT_CONTROLLER) -> dict[str, object]:
+    """Load ``paths`` and translate them: the document ``rauta translate`` prints."""
+    return document(translate(load_snapshot(paths), controller_name=controller_name))
+
+
+@click.group()
+@click.version_option(package_name="rauta")
+def main() -> None:
+    """rauta: a Gateway API controller with an in-process L7 proxy."""
+
+
+@main.command("translate")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True,
+              help="GatewayClass controllerName that rauta owns.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+def translate_cmd(files: tuple[str, ...], controller_name: str, as_json: bool) -> None:
+    """Print the RouterConfig and statuses rauta computes for Gateway API YAML FILES."""
+    try:
+        doc = translate_files(list(files), controller_name)
+    except LoadError as exc:
+        click.echo(f"rauta: {exc}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(doc, indent=2) if as_json else dump_yaml(doc), nl=False)
+
+
+if __name__ == "__main__":
+    main()
