@@ -39,6 +39,7 @@ from rauta.model.graph import (
     age_key,
     nsname,
 )
+from rauta.model.paths import normalize_path
 from rauta.model.resources import (
     HTTPHeaderFilter,
     HTTPPathModifier,
@@ -115,11 +116,15 @@ def _path_mod(p: HTTPPathModifier | None, matches: tuple[HTTPRouteMatch, ...]
 
 def _match(m: HTTPRouteMatch) -> cfg.Match:
     path = m.path
-    if path.type in ("Exact", "PathPrefix") and not path.value.startswith("/"):
-        raise RuleError(f"path {path.value!r} must start with '/'")
+    value = path.value
     if path.type == "RegularExpression":
         _check_regex(path.value, "path")
-    value = path.value.rstrip("/") or "/" if path.type == "PathPrefix" else path.value
+    else:
+        # Route paths take the same normal form as request paths (rauta.model.paths).
+        normal = normalize_path(path.value)
+        if normal is None:
+            raise RuleError(f"path {path.value!r} is not a valid absolute path")
+        value = normal.rstrip("/") or "/" if path.type == "PathPrefix" else normal
     headers: dict[str, cfg.HeaderMatch] = {}
     for h in m.headers:
         if h.type == "RegularExpression":

@@ -3,32 +3,8 @@
 from __future__ import annotations
 
 import collections
-import functools
-import sys
-import types
 
 import pytest
-import xxhash
-
-try:
-    from rauta.model import maglev as _maglev  # noqa: F401
-except ImportError:  # pragma: no cover - maglev.py is written in parallel; stub its API
-    _stub = types.ModuleType("rauta.model.maglev")
-
-    class MaglevTable:
-        def __init__(self, backends: tuple[tuple[str, int], ...]) -> None:
-            self.names = tuple(sorted(name for name, _ in backends))
-
-        def lookup_key(self, data: bytes) -> str:
-            return self.names[xxhash.xxh64_intdigest(data) % len(self.names)]
-
-    @functools.lru_cache(maxsize=256)
-    def cached(backends: tuple[tuple[str, int], ...], m: int = 65537) -> MaglevTable:
-        return MaglevTable(backends)
-
-    _stub.MaglevTable = MaglevTable  # type: ignore[attr-defined]
-    _stub.cached = cached  # type: ignore[attr-defined]
-    sys.modules["rauta.model.maglev"] = _stub
 
 from rauta.model.config import (
     Backend,

@@ -1,0 +1,211 @@
+"""The reconciler: events in, model out, a live proxy and a status sink kept in step.
+
+Role: feed source events into the ``ObjectStore``, coalesce bursts, run the pure model,
+apply the desired ``RouterConfig`` to the proxy when it differs from what is applied, and
+hand the statuses that changed to a ``StatusSink``.
+
+Rules:
+- Writing an equal value does nothing: an unchanged config is not re-applied and an
+  unchanged status is not re-written (both diffs are keyed and compare with ``==``).
+- A burst of events coalesces into one apply: the loop waits ``settle`` seconds of quiet
+  after the latest event, but never more than ``max_delay`` after the first one.
+- ``Programmed`` reflects what the proxy reported it applied: statuses are computed from
+  the ``Applied`` the proxy returned, never from the desired config alone.
+- An input that fails to parse never reaches the model; the last good version is kept and
+  one error line is logged per distinct problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rauta.model.config import EMPTY, RouterConfig
+from rauta.model.graph import DEFAULT_CONTROLLER
+from rauta.model.status import (
+    Applied,
+    GatewayClassStatus,
+    GatewayStatus,
+    RouteStatus,
+    Statuses,
+)
+from rauta.model.translate import translate
+from rauta.reconcile.store import Event, ObjectStore
+
+log = logging.getLogger("rauta.reconcile")
+
+
+class ProxyLike(Protocol):
+    async def apply(self, config: RouterConfig,
+                    tls: Mapping[str, tuple[bytes, bytes]]) -> Applied: ...
+
+
+@dataclass(frozen=True)
+class StatusChanges:
+    """Statuses to write: the changed ones, and routes we no longer hold a parent entry for."""
+
+    gateway_classes: tuple[GatewayClassStatus, ...] = ()
+    gateways: tuple[GatewayStatus, ...] = ()
+    routes: tuple[RouteStatus, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.gateway_classes or self.gateways or self.routes)
+
+
+class StatusSink(Protocol):
+    async def write(self, changes: StatusChanges) -> None: ...
+
+
+def status_diff(before: Mapping[tuple[str, str, str], Any],
+                statuses: Statuses) -> tuple[dict[tuple[str, str, str], Any], StatusChanges]:
+    """Key the new statuses and keep only those that differ from ``before``.
+
+    A route that had our status before and has none now (detached from all our Gateways)
+    is reported with an empty ``parents`` so that the sink removes our entries.
+    """
+    now: dict[tuple[str, str, str], Any] = {}
+    for gc in statuses.gateway_classes:
+        now[("GatewayClass", "", gc.name)] = gc
+    for gw in statuses.gateways:
+        now[("Gateway", gw.namespace, gw.name)] = gw
+    for rt in statuses.routes:
+        now[("HTTPRoute", rt.namespace, rt.name)] = rt
+    for key, old in before.items():
+        if key[0] == "HTTPRoute" and key not in now and old.parents:
+            now[key] = RouteStatus(namespace=key[1], name=key[2], generation=old.generation,
+                                   parents=())
+    changed = {k: v for k, v in now.items() if before.get(k) != v}
+    return now, StatusChanges(
+        gateway_classes=tuple(v for k, v in sorted(changed.items()) if k[0] == "GatewayClass"),
+        gateways=tuple(v for k, v in sorted(changed.items()) if k[0] == "Gateway"),
+        routes=tuple(v for k, v in sorted(changed.items()) if k[0] == "HTTPRoute"),
+    )
+
+
+@dataclass
+class Stats:
+    reconciles: int = 0
+    applies: int = 0
+    status_writes: int = 0
+    last_duration_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    """Owns the store; one ``run`` task turns events into applies and status writes."""
+
+    def __init__(self, proxy: ProxyLike, sink: StatusSink, *,
+                 controller_name: str = DEFAULT_CONTROLLER,
+                 settle: float = 0.005, max_delay: float = 0.1) -> None:
+        self.proxy, self.sink = proxy, sink
+        self.controller_name = controller_name
+        self.settle, self.max_delay = settle, max_delay
+        self.store = ObjectStore()
+        self.config: RouterConfig = EMPTY
+        self.applied: Applied | None = None
+        self.statuses: dict[tuple[str, str, str], Any] = {}
+        self.stats = Stats()
+        self._tls: dict[str, tuple[bytes, bytes]] = {}
+        self._dirty = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._first_event_at: float | None = None
+        self._last_event_at = 0.0
+        self._logged_errors: set[str] = set()
+        self.ready = asyncio.Event()  # set after the first successful apply
+
+    # ----------------------------------------------------------------- input
+
+    def submit(self, events: Iterable[Event]) -> int:
+        """Apply events to the store; schedules a reconcile if anything changed."""
+        changed = sum(1 for ev in events if self.store.apply(ev))
+        self._log_errors()
+        if changed:
+            self._mark_dirty()
+        return changed
+
+    def replace_all(self, objects: Iterable[Mapping[str, Any]]) -> int:
+        """A full listing (re-list, file reload): only real differences are applied."""
+        changed = len(self.store.replace_all(objects))
+        self._log_errors()
+        if changed:
+            self._mark_dirty()
+        return changed
+
+    def _mark_dirty(self) -> None:
+        now = time.monotonic()
+        if self._first_event_at is None:
+            self._first_event_at = now
+        self._last_event_at = now
+        self._idle.clear()
+        self._dirty.set()
+
+    def _log_errors(self) -> None:
+        for err in self.store.errors.values():
+            if err not in self._logged_errors:
+                self._logged_errors.add(err)
+                self.stats.errors.append(err)
+                log.error("invalid input, keeping the last good version: %s", err)
+
+    # ----------------------------------------------------------------- loop
+
+    async def run(self) -> None:
+        """Reconcile forever (cancel to stop)."""
+        while True:
+            await self._dirty.wait()
+            await self._coalesce()
+            self._dirty.clear()
+            self._first_event_at = None
+            try:
+                await self.reconcile()
+            except Exception:  # a bug must not stop the control loop
+                log.exception("reconcile failed; will retry on the next change")
+            if not self._dirty.is_set():
+                self._idle.set()
+
+    async def _coalesce(self) -> None:
+        while True:
+            now = time.monotonic()
+            first = self._first_event_at or now
+            deadline = min(self._last_event_at + self.settle, first + self.max_delay)
+            if now >= deadline:
+                return
+            await asyncio.sleep(deadline - now)
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until every submitted change has been reconciled."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def reconcile(self) -> StatusChanges:
+        """One pass: translate, apply if the config changed, write changed statuses."""
+        started = time.perf_counter()
+        self.stats.reconciles += 1
+        snapshot = self.store.snapshot()
+        tls = self.store.tls()
+        desired = translate(snapshot, controller_name=self.controller_name, applied=self.applied)
+        if self.applied is None or desired.config != self.config or tls != self._tls:
+            try:
+                applied = await self.proxy.apply(desired.config, tls)
+            except Exception as exc:
+                log.exception("the proxy failed to apply the configuration")
+                applied = Applied(failed=tuple((p.port, f"apply failed: {exc}")
+                                               for p in desired.config.ports))
+            self.stats.applies += 1
+            self.config, self._tls = desired.config, tls
+            if applied != self.applied:
+                self.applied = applied
+                desired = translate(snapshot, controller_name=self.controller_name,
+                                    applied=applied)
+            if not applied.failed:
+                self.ready.set()
+        self.statuses, changes = status_diff(self.statuses, desired.statuses)
+        if changes:
+            await self.sink.write(changes)
+            self.stats.status_writes += (len(changes.gateway_classes) + len(changes.gateways)
+                                         + len(changes.routes))
+        self.stats.last_duration_s = time.perf_counter() - started
+        return changes

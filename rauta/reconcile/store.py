@@ -1,0 +1,152 @@
+"""The object store: the reconciler's view of the world, fed by watch-style events.
+
+Role: hold the latest raw object per (kind, namespace, name), parse it once, and hand the
+pure model an immutable ``Snapshot``. Sources (files, Kubernetes watches, scenario replay)
+only ever talk to the store through ``Event``s or ``replace_all``.
+
+Rules:
+- An event whose object equals what is stored is a no-op (``apply`` returns False).
+- ``replace_all`` (a re-list: file reload, watch 410 Gone) turns a full object list into
+  only the real differences, so nothing is applied twice and nothing is lost.
+- An object that fails to parse never replaces the last good version of that object: the
+  store keeps serving the old one and records one error line naming the object and field.
+- Secret key material never enters the model; the store keeps TLS pairs aside for the proxy.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rauta.model.resources import KINDS, Resource, ResourceError, parse_object
+from rauta.model.snapshot import Key, Snapshot, key_of
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change, in the shape a Kubernetes watch delivers: a type and the full object."""
+
+    type: EventType
+    object: Mapping[str, Any]
+
+
+def raw_key(obj: Mapping[str, Any]) -> Key:
+    """(kind, namespace, name) of a raw object, with the same defaults as ``parse_object``."""
+    kind = str(obj.get("kind", ""))
+    meta = obj.get("metadata") or {}
+    ns = str(meta.get("namespace") or "")
+    if not ns and kind not in ("GatewayClass", "Namespace"):
+        ns = "default"
+    return (kind, ns, str(meta.get("name", "")))
+
+
+def _comparable(obj: Mapping[str, Any]) -> Any:
+    """The object without fields that change on every write but mean nothing to us."""
+    meta = dict(obj.get("metadata") or {})
+    for noisy in ("resourceVersion", "managedFields"):
+        meta.pop(noisy, None)
+    out = dict(obj)
+    out["metadata"] = meta
+    out.pop("status", None)  # status is ours to write, never an input
+    return out
+
+
+def tls_pair(obj: Mapping[str, Any]) -> tuple[bytes, bytes] | None:
+    """(certificate PEM, key PEM) of a kubernetes.io/tls Secret, or None."""
+    data = obj.get("data") or {}
+    string_data = obj.get("stringData") or {}
+    try:
+        crt = string_data.get("tls.crt", "").encode() or base64.b64decode(data.get("tls.crt", ""))
+        key = string_data.get("tls.key", "").encode() or base64.b64decode(data.get("tls.key", ""))
+    except (binascii.Error, ValueError, AttributeError):
+        return None
+    return (crt, key) if crt and key else None
+
+
+@dataclass
+class ObjectStore:
+    """Latest good raw and parsed object per key, plus the current parse errors."""
+
+    raw: dict[Key, Mapping[str, Any]] = field(default_factory=dict)
+    parsed: dict[Key, Resource] = field(default_factory=dict)
+    errors: dict[Key, str] = field(default_factory=dict)
+    _snapshot: Snapshot | None = None
+
+    def apply(self, event: Event) -> bool:
+        """Apply one event; True when the snapshot changed."""
+        obj = event.object
+        key = raw_key(obj)
+        if key[0] not in KINDS:
+            return False
+        if event.type == "DELETED":
+            self.errors.pop(key, None)
+            if key not in self.raw:
+                return False
+            del self.raw[key]
+            self.parsed.pop(key, None)
+            self._snapshot = None
+            return True
+        old = self.raw.get(key)
+        if old is not None and _comparable(old) == _comparable(obj):
+            return False
+        try:
+            parsed = parse_object(_comparable(obj))
+        except ResourceError as exc:
+            self.errors[key] = str(exc)
+            return False
+        self.errors.pop(key, None)
+        self.raw[key] = obj
+        if self.parsed.get(key) == parsed:
+            return False
+        self.parsed[key] = parsed
+        self._snapshot = None
+        return True
+
+    def diff(self, objects: Iterable[Mapping[str, Any]]) -> list[Event]:
+        """The events that turn the store into exactly ``objects`` (a re-list)."""
+        incoming: dict[Key, Mapping[str, Any]] = {}
+        for obj in objects:
+            if raw_key(obj)[0] in KINDS:
+                incoming[raw_key(obj)] = obj
+        events: list[Event] = []
+        for key in sorted(self.raw.keys() - incoming.keys()):
+            events.append(Event("DELETED", self.raw[key]))
+        for key in sorted(incoming):
+            old = self.raw.get(key)
+            if old is None:
+                events.append(Event("ADDED", incoming[key]))
+            elif _comparable(old) != _comparable(incoming[key]):
+                events.append(Event("MODIFIED", incoming[key]))
+        # Objects that never parsed and are gone now: forget their errors.
+        for key in list(self.errors):
+            if key not in incoming:
+                del self.errors[key]
+        return events
+
+    def replace_all(self, objects: Iterable[Mapping[str, Any]]) -> list[Event]:
+        """Apply a full listing; returns the events that really changed something."""
+        changed = [ev for ev in self.diff(objects) if self.apply(ev)]
+        return changed
+
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            self._snapshot = Snapshot(dict(self.parsed))
+        return self._snapshot
+
+    def tls(self) -> dict[str, tuple[bytes, bytes]]:
+        """TLS pairs of every kubernetes.io/tls Secret, keyed ``namespace/name``."""
+        out: dict[str, tuple[bytes, bytes]] = {}
+        for key, obj in self.raw.items():
+            if key[0] == "Secret":
+                pair = tls_pair(obj)
+                if pair is not None:
+                    out[f"{key[1]}/{key[2]}"] = pair
+        return out
+
+    def key_of(self, obj: Resource) -> Key:
+        return key_of(obj)
