@@ -53,5 +53,41 @@ def translate_cmd(files: tuple[str, ...], controller_name: str, as_json: bool) -
     click.echo(json.dumps(doc, indent=2) if as_json else dump_yaml(doc), nl=False)
 
 
+@main.command("serve")
+@click.option("--config", "paths", multiple=True, required=True, type=click.Path(exists=True),
+              help="YAML file or directory of Gateway API, Service and EndpointSlice objects.")
+@click.option("--admin", default="127.0.0.1:9901", show_default=True,
+              help="Admin server address (/healthz /readyz /metrics /config).")
+@click.option("--listen-host", default="127.0.0.1", show_default=True,
+              help="Address the proxy's listeners bind to.")
+@click.option("--status-file", type=click.Path(), default=None,
+              help="Also write the statuses rauta computes to this YAML file.")
+@click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True)
+@click.option("--grace", default=10.0, show_default=True, help="Drain period in seconds.")
+@click.option("--hash-on", default="flow", show_default=True,
+              help="Maglev key: flow, client-ip or header:NAME.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file: str | None,
+              controller_name: str, grace: float, hash_on: str, verbose: bool) -> None:
+    """Serve traffic from Gateway API YAML files, reloading them on change."""
+    import asyncio
+    from pathlib import Path
+
+    from rauta.serve import serve
+
+    setup_logging(verbose)
+    code = asyncio.run(serve(list(paths), admin=admin, host=listen_host,
+                             status_file=Path(status_file) if status_file else None,
+                             controller_name=controller_name, grace=grace, hash_on=hash_on))
+    sys.exit(code)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 if __name__ == "__main__":
     main()

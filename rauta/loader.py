@@ -26,7 +26,7 @@ class LoadError(Exception):
     """An input that cannot be loaded; ``str()`` is a single line."""
 
 
-def _files(paths: Iterable[str | Path]) -> list[Path]:
+def list_files(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -65,7 +65,7 @@ def load_documents(path: Path) -> list[Any]:
 
 def load_objects(paths: Iterable[str | Path]) -> list[tuple[Path, Resource]]:
     objects: list[tuple[Path, Resource]] = []
-    for path in _files(paths):
+    for path in list_files(paths):
         for doc in load_documents(path):
             try:
                 objects.append((path, parse_object(doc)))

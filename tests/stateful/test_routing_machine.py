@@ -183,6 +183,22 @@ class RoutingMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.routes)
     @rule(data=st.data())
+    def clone_route(self, data: st.DataObject) -> None:
+        """Copy a route's spec under another namespace/name: full precedence ties."""
+        src = data.draw(st.sampled_from(sorted(self.routes)), label="source")
+        ns = data.draw(st.sampled_from(NAMESPACES), label="namespace")
+        name = data.draw(st.sampled_from(NAMES), label="name")
+        old = self.routes[src]
+        ts = data.draw(st.just(old["metadata"]["creationTimestamp"])
+                       | st.sampled_from(TIMESTAMPS), label="creationTimestamp")
+        spec = {**old["spec"], "rules": [{**r, "backendRefs": [{"name": f"svc-{name}", "port": 80}]}
+                                        for r in old["spec"]["rules"]]}
+        self.routes[(ns, name)] = {**old, "metadata": {"name": name, "namespace": ns,
+                                                       "creationTimestamp": ts}, "spec": spec}
+        self.retranslate(data)
+
+    @precondition(lambda self: self.routes)
+    @rule(data=st.data())
     def remove_route(self, data: st.DataObject) -> None:
         key = data.draw(st.sampled_from(sorted(self.routes)), label="route")
         del self.routes[key]
