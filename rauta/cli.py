@@ -82,6 +82,36 @@ def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file:
     sys.exit(code)
 
 
+@main.command("replay")
+@click.argument("scenarios", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-v", "--verbose", is_flag=True, help="Log what the controller does.")
+def replay_cmd(scenarios: tuple[str, ...], verbose: bool) -> None:
+    """Replay scenario files through the real reconciler and proxy on loopback."""
+    import asyncio
+    from pathlib import Path
+
+    from rauta.replay import replay_text
+    from rauta.scenario import ScenarioError
+
+    logging_level_quiet(verbose)
+    failed = 0
+    for name in scenarios:
+        try:
+            report = asyncio.run(replay_text(Path(name).read_text(), name))
+        except ScenarioError as exc:
+            click.echo(f"rauta: {exc}", err=True)
+            sys.exit(2)
+        failed += report.failed > 0
+    sys.exit(1 if failed else 0)
+
+
+def logging_level_quiet(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
 def setup_logging(verbose: bool = False) -> None:
     import logging
 
