@@ -64,17 +64,27 @@ class ListenerState:
     accepted: tuple[bool, Reason, str] = (True, Reason.ACCEPTED, "")
     conflicted: Reason | None = None  # HostnameConflict / ProtocolConflict
     resolved: tuple[bool, Reason, str] = (True, Reason.RESOLVED_REFS, "")
+    tls_ok: bool = True  # HTTPS only: at least one usable certificate and no bad ref
     supported_kinds: tuple[tuple[str, str], ...] = (HTTPROUTE_KIND,)
     certificates: tuple[str, ...] = ()  # "ns/name" of usable TLS Secrets
     attached: int = 0
 
     @property
     def valid(self) -> bool:
-        return self.accepted[0] and self.conflicted is None and self.resolved[0]
+        """Can the proxy serve this listener? (Invalid route kinds alone do not stop it.)"""
+        return (self.accepted[0] and self.conflicted is None and self.tls_ok
+                and self.gateway_ok)
+
+    gateway_ok: bool = True  # False when the whole Gateway is not accepted
 
     @property
     def hostname(self) -> str:
         return (self.spec.hostname or "").lower()
+
+    @property
+    def protocol(self) -> str:
+        """Core protocol names are case-insensitive (Gateway API ProtocolType)."""
+        return self.spec.protocol.upper()
 
 
 @dataclass
@@ -156,6 +166,9 @@ class Graph:
         for addr in gw.spec.addresses:
             if addr.type not in ("IPAddress", "Hostname"):
                 state.unsupported_address = f"address type {addr.type!r} is not supported"
+        if state.unsupported_address:
+            for lis in state.listeners:
+                lis.gateway_ok = False
         for lis in state.listeners:
             self._check_listener(lis)
         self._conflicts(state.listeners)
@@ -163,7 +176,7 @@ class Graph:
 
     def _check_listener(self, lis: ListenerState) -> None:
         spec = lis.spec
-        if spec.protocol not in SUPPORTED_PROTOCOLS:
+        if spec.protocol.upper() not in SUPPORTED_PROTOCOLS:
             lis.accepted = (False, Reason.UNSUPPORTED_PROTOCOL,
                             f"protocol {spec.protocol!r} is not supported; use HTTP or HTTPS")
             lis.supported_kinds = ()
@@ -181,7 +194,7 @@ class Graph:
                 lis.resolved = (False, Reason.INVALID_ROUTE_KINDS,
                                 f"route kinds not supported on {spec.protocol}: "
                                 + ", ".join(sorted(bad)))
-        if spec.protocol == "HTTPS":
+        if spec.protocol.upper() == "HTTPS":
             self._check_tls(lis)
 
     def _check_tls(self, lis: ListenerState) -> None:
@@ -189,16 +202,19 @@ class Graph:
         if tls is None or tls.mode != "Terminate":
             lis.accepted = (False, Reason.UNSUPPORTED_VALUE,
                             "HTTPS listeners need tls.mode Terminate")
+            lis.tls_ok = False
             return
         if not tls.certificate_refs:
             lis.resolved = (False, Reason.INVALID_CERTIFICATE_REF,
                             "HTTPS listener has no certificateRefs")
+            lis.tls_ok = False
             return
         gw_ns = lis.gateway.metadata.namespace
         good: list[str] = []
         for ref in tls.certificate_refs:
             problem = self._cert_problem(ref, gw_ns)
             if problem is not None:
+                lis.tls_ok = False
                 if lis.resolved[0]:
                     lis.resolved = (False, problem[0], problem[1])
             else:
@@ -208,13 +224,15 @@ class Graph:
     def _cert_problem(self, ref: SecretObjectReference, gw_ns: str) -> tuple[Reason, str] | None:
         ns = ref.namespace or gw_ns
         where = nsname(ns, ref.name)
-        if ref.group != "" or ref.kind != "Secret":
-            return (Reason.INVALID_CERTIFICATE_REF,
-                    f"certificateRef {ref.group}/{ref.kind} {where} is not a core Secret")
-        if not self.granted("Gateway", gw_ns, "", "Secret", ns, ref.name):
+        # RefNotPermitted comes first: InvalidCertificateRef is only for allowed references.
+        if not self.granted("Gateway", gw_ns, ref.group, ref.kind, ns, ref.name):
             return (Reason.REF_NOT_PERMITTED,
                     f"certificateRef {where} is in another namespace and no ReferenceGrant "
                     "allows it")
+        if ref.group != "" or ref.kind != "Secret":
+            return (Reason.INVALID_CERTIFICATE_REF,
+                    f"certificateRef {ref.group or 'core'}/{ref.kind} {where} is not a core "
+                    "Secret")
         secret = self.snapshot.get("Secret", ns, ref.name)
         if not isinstance(secret, Secret):
             return (Reason.INVALID_CERTIFICATE_REF, f"Secret {where} does not exist")
@@ -232,7 +250,7 @@ class Graph:
             if lis.accepted[0]:
                 by_port.setdefault(lis.spec.port, []).append(lis)
         for group in by_port.values():
-            if len({lis.spec.protocol for lis in group}) > 1:
+            if len({lis.protocol for lis in group}) > 1:
                 for lis in group:
                     lis.conflicted = Reason.PROTOCOL_CONFLICT
                 continue
@@ -252,11 +270,11 @@ class Graph:
                 if not lis.accepted[0] or lis.conflicted is not None:
                     continue
                 first = owner.setdefault(lis.spec.port, lis)
-                if lis.spec.protocol != first.spec.protocol:
+                if lis.protocol != first.protocol:
                     other = first.gateway.metadata
                     lis.accepted = (False, Reason.PORT_UNAVAILABLE,
                                     f"port {lis.spec.port} is already served as "
-                                    f"{first.spec.protocol} by Gateway "
+                                    f"{first.protocol} by Gateway "
                                     f"{nsname(other.namespace, other.name)}")
                     continue
                 holder = claimed.setdefault((lis.spec.port, lis.hostname), lis.gateway)
@@ -291,12 +309,14 @@ class Graph:
             return Attachment(ref, (False, Reason.NO_MATCHING_PARENT,
                                     f"Gateway {gw.key} has no listener with "
                                     + " and ".join(what)))
-        valid = [lis for lis in candidates if lis.valid]
-        if not valid:
+        if gw.unsupported_address:
             return Attachment(ref, (False, Reason.NO_MATCHING_PARENT,
-                                    "no valid listener: every matching listener of Gateway "
-                                    f"{gw.key} is invalid or conflicted"))
-        allowed = [lis for lis in valid if self._allows(lis, route)]
+                                    f"Gateway {gw.key} is not accepted: "
+                                    f"{gw.unsupported_address}"))
+        # Attachment depends only on parentRefs and allowedRoutes (ListenerStatus
+        # AttachedRoutes): a conflicted or unresolved listener still counts the route, but
+        # only valid listeners are programmed.
+        allowed = [lis for lis in candidates if self._allows(lis, route)]
         if not allowed:
             return Attachment(ref, (False, Reason.NOT_ALLOWED_BY_LISTENERS,
                                     "the route's namespace or kind is not allowed by the "

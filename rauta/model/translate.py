@@ -325,7 +325,8 @@ def _gateway_status(gw: GatewayState, applied: Applied | None) -> GatewayStatus:
 def _route_conditions(att: Attachment, rc: _RouteCompiler) -> tuple[Condition, ...]:
     ok, reason, msg = att.accepted
     if ok and not rc.rules:
-        ok, reason, msg = False, Reason.UNSUPPORTED_VALUE, "; ".join(rc.rule_errors)
+        ok, reason, msg = (False, Reason.UNSUPPORTED_VALUE,
+                           "Dropped Rule(s): " + "; ".join(rc.rule_errors))
     conds = [cond(CondType.ACCEPTED, ok, reason, msg)]
     if rc.ref_problems:
         first = rc.ref_problems[0][0]
@@ -334,8 +335,9 @@ def _route_conditions(att: Attachment, rc: _RouteCompiler) -> tuple[Condition, .
     else:
         conds.append(cond(CondType.RESOLVED_REFS, True, Reason.RESOLVED_REFS, ""))
     if rc.rules and rc.rule_errors:
+        # Spec (RouteConditionPartiallyInvalid): the message starts with "Dropped Rule".
         conds.append(cond(CondType.PARTIALLY_INVALID, True, Reason.UNSUPPORTED_VALUE,
-                          "; ".join(rc.rule_errors)))
+                          "Dropped Rule(s): " + "; ".join(rc.rule_errors)))
     return tuple(conds)
 
 
@@ -388,7 +390,7 @@ def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
                 gateway=nsname(meta.namespace, meta.name), listener=lis.spec.name,
                 hostname=lis.hostname,
                 rules=tuple(sorted(bucket, key=bucket.__getitem__))))
-        protocol = "HTTPS" if group[0].spec.protocol == "HTTPS" else "HTTP"
+        protocol = "HTTPS" if group[0].protocol == "HTTPS" else "HTTP"
         certs = tuple(cfg.TLSCertificate(hostname=lis.hostname, secrets=lis.certificates)
                       for lis in group if protocol == "HTTPS")
         port_configs.append(cfg.PortConfig(port=port, protocol=protocol,
@@ -396,7 +398,9 @@ def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
 
     classes = tuple(
         GatewayClassStatus(name=name, generation=gc.metadata.generation, conditions=(
-            cond(CondType.ACCEPTED, True, Reason.ACCEPTED, ""),))
+            cond(CondType.ACCEPTED, True, Reason.ACCEPTED, ""),
+            cond(CondType.SUPPORTED_VERSION, True, Reason.SUPPORTED_VERSION,
+                 "rauta supports Gateway API v1 (standard channel)")))
         for name, (gc, _) in sorted(graph.classes.items()))
     gateways = tuple(sorted((_gateway_status(gw, applied) for gw in graph.gateways),
                             key=lambda s: (s.namespace, s.name)))
