@@ -22,6 +22,21 @@ from rauta.model.resources import Resource, ResourceError, parse_object
 from rauta.model.snapshot import Snapshot, key_of
 
 
+class KubeYAMLLoader(yaml.SafeLoader):
+    """SafeLoader that keeps timestamps as text, as Kubernetes does (no datetime objects)."""
+
+
+KubeYAMLLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_all(text: str) -> list[Any]:
+    """Every document of a YAML text, timestamps kept as strings."""
+    return list(yaml.load_all(text, Loader=KubeYAMLLoader))
+
+
 class LoadError(Exception):
     """An input that cannot be loaded; ``str()`` is a single line."""
 
@@ -30,7 +45,8 @@ def list_files(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml", ".json")))
+            out.extend(sorted(f for f in p.rglob("*")
+                              if f.suffix in (".yaml", ".yml", ".json") and f.is_file()))
         elif p.exists():
             out.append(p)
         else:
@@ -49,7 +65,7 @@ def load_documents(path: Path) -> list[Any]:
     """All non-empty YAML documents of one file, ``kind: List`` flattened."""
     try:
         text = path.read_text(encoding="utf-8")
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise _yaml_problem(path, exc) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -64,6 +64,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from rauta.loader import KubeYAMLLoader
+
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -183,7 +185,7 @@ class ScenarioError(Exception):
 
 def load_scenario(text: str, placeholders: Placeholders, origin: str = "<scenario>") -> Scenario:
     try:
-        data = yaml.safe_load(placeholders.expand(text))
+        data = yaml.load(placeholders.expand(text), Loader=KubeYAMLLoader)
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{origin}: invalid YAML: {exc}".splitlines()[0]) from None
     try:

@@ -454,6 +454,8 @@ def _ident(obj: Mapping[str, Any]) -> str:
     ns = meta.get("namespace")
     if not isinstance(name, str):
         return ""
+    if not (isinstance(ns, str) and ns) and obj.get("kind") in NAMESPACED:
+        ns = "default"
     return f"{ns}/{name}" if isinstance(ns, str) and ns else name
 
 

@@ -12,10 +12,11 @@ Rules:
   RegularExpression paths (longer pattern first: rauta's documented choice), then longer
   PathPrefix, method match, more header matches, more query matches, older route
   (creationTimestamp), namespace/name, rule index, match index.
-- A rule with an unsupported or invalid value (unknown filter, bad regex, bad duration,
-  ReplacePrefixMatch without a PathPrefix match, RequestRedirect with URLRewrite) is dropped;
-  the route gets PartiallyInvalid=True (some rules left) or Accepted=False (none left), both
-  with reason UnsupportedValue.
+- A rule with an unsupported or invalid value (unknown filter, bad duration,
+  ReplacePrefixMatch without a PathPrefix match, RequestRedirect with URLRewrite) is kept
+  with its matches but answers 500, since the spec forbids skipping a filter; a rule whose
+  matches are invalid (bad regex) is dropped. The route gets PartiallyInvalid=True (other
+  rules valid) or Accepted=False (none valid), both with reason UnsupportedValue.
 - Unresolvable backendRefs stay in the config as ``invalid`` backends that answer 500 for
   their weight's share; ResolvedRefs=False names the first problem.
 """
@@ -150,11 +151,23 @@ class _RouteCompiler:
         self.rule_errors: list[str] = []
         self.rules: list[tuple[int, HTTPRouteRule, tuple[cfg.Match, ...], cfg.Filters,
                                tuple[cfg.Backend, ...], cfg.Timeouts]] = []
+        self.valid_rules = 0
         for idx, rule in enumerate(route.spec.rules):
             try:
-                self.rules.append((idx, rule, *self._rule(rule)))
-            except RuleError as exc:
+                matches = tuple(_match(m) for m in rule.matches) or (_match(HTTPRouteMatch()),)
+            except RuleError as exc:  # no usable match: the rule cannot catch anything
                 self.rule_errors.append(f"rule {rule.name or idx}: {exc}")
+                continue
+            try:
+                self.rules.append((idx, rule, matches, *self._rule(rule)))
+                self.valid_rules += 1
+            except RuleError as exc:
+                # The spec forbids skipping a filter: requests this rule would have taken
+                # get an error (500) instead of falling through to another rule.
+                why = f"rule {rule.name or idx}: {exc}"
+                self.rule_errors.append(why)
+                error = cfg.Backend(name="(invalid rule)", weight=1, invalid=why)
+                self.rules.append((idx, rule, matches, cfg.Filters(), (error,), cfg.Timeouts()))
 
     def _backend(self, rb: ResolvedBackend, req: cfg.HeaderModifier | None = None,
                  resp: cfg.HeaderModifier | None = None) -> cfg.Backend:
@@ -212,9 +225,8 @@ class _RouteCompiler:
             raise RuleError("RequestRedirect and URLRewrite cannot be used together")
         return cfg.Filters(mirrors=tuple(mirrors), **out)
 
-    def _rule(self, rule: HTTPRouteRule) -> tuple[tuple[cfg.Match, ...], cfg.Filters,
-                                                  tuple[cfg.Backend, ...], cfg.Timeouts]:
-        matches = tuple(_match(m) for m in rule.matches) or (_match(HTTPRouteMatch()),)
+    def _rule(self, rule: HTTPRouteRule) -> tuple[cfg.Filters, tuple[cfg.Backend, ...],
+                                                  cfg.Timeouts]:
         filters = self._filters(rule.filters, rule.matches, backend_level=False)
         timeouts = cfg.Timeouts()
         if rule.timeouts is not None:
@@ -229,7 +241,7 @@ class _RouteCompiler:
             bf = self._filters(ref.filters, rule.matches, backend_level=True)
             rb = self.graph.resolve_backend(ref, self.ns, ref.weight)
             backends.append(self._backend(rb, bf.request_headers, bf.response_headers))
-        return matches, filters, tuple(backends), timeouts
+        return filters, tuple(backends), timeouts
 
     def compiled(self, hostname: str) -> list[cfg.Rule]:
         name = nsname(self.ns, self.route.metadata.name)
@@ -246,9 +258,9 @@ def precedence_key(rule: cfg.Rule, created: str) -> tuple[Any, ...]:
     """Sort key of a rule within a listener: smaller sorts first and wins."""
     host_exact, host_len = hostnames.specificity(rule.hostname)
     m = rule.match
-    ns, _, name = rule.route.partition("/")
+    # Ties go to the route first in alphabetical order by "{namespace}/{name}" as one string.
     return (-host_exact, -host_len, _PATH_RANK[m.path.type], -len(m.path.value),
-            0 if m.method else 1, -len(m.headers), -len(m.query), created, ns, name,
+            0 if m.method else 1, -len(m.headers), -len(m.query), created, rule.route,
             rule.rule_index, rule.match_index)
 
 
@@ -324,7 +336,7 @@ def _gateway_status(gw: GatewayState, applied: Applied | None) -> GatewayStatus:
 
 def _route_conditions(att: Attachment, rc: _RouteCompiler) -> tuple[Condition, ...]:
     ok, reason, msg = att.accepted
-    if ok and not rc.rules:
+    if ok and not rc.valid_rules:
         ok, reason, msg = (False, Reason.UNSUPPORTED_VALUE,
                            "Dropped Rule(s): " + "; ".join(rc.rule_errors))
     conds = [cond(CondType.ACCEPTED, ok, reason, msg)]
@@ -334,7 +346,7 @@ def _route_conditions(att: Attachment, rc: _RouteCompiler) -> tuple[Condition, .
         conds.append(cond(CondType.RESOLVED_REFS, False, first, text))
     else:
         conds.append(cond(CondType.RESOLVED_REFS, True, Reason.RESOLVED_REFS, ""))
-    if rc.rules and rc.rule_errors:
+    if ok and rc.rule_errors:
         # Spec (RouteConditionPartiallyInvalid): the message starts with "Dropped Rule".
         conds.append(cond(CondType.PARTIALLY_INVALID, True, Reason.UNSUPPORTED_VALUE,
                           "Dropped Rule(s): " + "; ".join(rc.rule_errors)))
@@ -357,7 +369,7 @@ def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
         route_key = nsname(route.metadata.namespace, route.metadata.name)
         parents: list[RouteParentStatus] = []
         for att in atts:
-            if att.accepted[0] and rc.rules:
+            if att.accepted[0] and rc.valid_rules:
                 for lis, names in att.listeners:
                     bucket = per_listener.setdefault(id(lis), {})
                     for host in names:

@@ -1,0 +1,166 @@
+"""The Proxy: programs the data plane from RouterConfigs.
+
+Role: the one object the controller talks to. ``apply`` installs a RouterConfig (and the
+PEM material of the Secrets it references): it swaps the routing table, opens listening
+sockets for new ports, drains and closes removed ones, updates certificates in place, and
+trims the upstream pool; it reports what it managed as ``rauta.model.status.Applied``.
+
+Rules:
+- The configuration swap is one reference assignment: every request routes with the
+  config that was current when its headers were complete, so requests in flight finish
+  on the old config while new ones see the new one. The new config is installed before
+  new ports start accepting, so a new port never serves with the previous config.
+- Ports are compared by number and protocol: an unchanged port keeps its socket and its
+  connections; a removed port (or one whose protocol changed) stops accepting at once and
+  its connections finish the request in flight (answered with ``Connection: close``) for
+  at most ``drain_seconds`` in the background, then are closed. Idle ones close at once.
+- HTTPS ports get their certificates from ``tls`` (keyed "namespace/name", as in
+  ``TLSCertificate.secrets``). A new HTTPS port with no usable certificate is not opened
+  and is reported failed; an existing one keeps its previous certificates (logged).
+- A port that cannot be bound (address in use, permission) is reported in
+  ``Applied.failed`` with the error text and tried again at the next ``apply``.
+- Idle upstream connections to endpoints no longer referenced (by any backend or mirror)
+  are closed.
+- ``apply`` calls are serialised; ``generation`` counts successful applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry
+
+from rauta.model.config import EMPTY, RouterConfig
+from rauta.model.status import Applied
+from rauta.proxy.metrics import ProxyMetrics
+from rauta.proxy.mirror import Mirrorer
+from rauta.proxy.server import Listener, Runtime
+from rauta.proxy.tls import PortTLS
+from rauta.proxy.upstream import Key, UpstreamPool
+
+log = logging.getLogger(__name__)
+
+_NO_TLS: Mapping[str, tuple[bytes, bytes]] = {}
+
+
+def referenced_endpoints(config: RouterConfig) -> frozenset[Key]:
+    """Every ``(address, port)`` a backend or mirror of ``config`` may send to."""
+    keys: set[Key] = set()
+    for port in config.ports:
+        for lr in port.listeners:
+            for rule in lr.rules:
+                backends = [*rule.backends, *(m.backend for m in rule.filters.mirrors)]
+                for backend in backends:
+                    keys.update((e.address, e.port) for e in backend.endpoints)
+    return frozenset(keys)
+
+
+class Proxy:
+    """The in-process L7 proxy of rauta (see the module doc)."""
+
+    def __init__(self, *, host: str = "127.0.0.1", registry: CollectorRegistry | None = None,
+                 hash_on: str = "flow", drain_seconds: float = 10.0,
+                 max_idle_per_endpoint: int = 64, connect_timeout: float = 5.0,
+                 upstream_idle_timeout: float = 60.0, client_idle_timeout: float = 75.0,
+                 max_head_bytes: int = 64 * 1024, max_headers: int = 100) -> None:
+        self.host = host
+        self.drain_seconds = drain_seconds
+        self.metrics = ProxyMetrics(registry)
+        self.pool = UpstreamPool(max_idle=max_idle_per_endpoint, idle_timeout=upstream_idle_timeout,
+                                 connect_timeout=connect_timeout, metrics=self.metrics)
+        self.mirrors = Mirrorer(self.pool, self.metrics)
+        self._rt = Runtime(metrics=self.metrics, pool=self.pool, mirrors=self.mirrors,
+                           hash_on=hash_on, max_head_bytes=max_head_bytes,
+                           max_headers=max_headers, idle_timeout=client_idle_timeout)
+        self._listeners: dict[int, Listener] = {}
+        self._drains: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+        self.generation = 0
+        self._closed = False
+
+    @property
+    def config(self) -> RouterConfig:
+        """The RouterConfig new requests are routed with."""
+        return self._rt.config
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """The ports listening now, sorted."""
+        return tuple(sorted(self._listeners))
+
+    def listener(self, port: int) -> Listener | None:
+        return self._listeners.get(port)
+
+    async def apply(self, config: RouterConfig,
+                    tls: Mapping[str, tuple[bytes, bytes]] = _NO_TLS) -> Applied:
+        """Install ``config``; returns the ports listening and the ports that failed."""
+        async with self._lock:
+            if self._closed:
+                raise RuntimeError("proxy is closed")
+            started = time.perf_counter()
+            wanted = {pc.port: pc for pc in config.ports}
+            for port, lst in list(self._listeners.items()):
+                pc = wanted.get(port)
+                if pc is None or pc.protocol != lst.protocol:
+                    del self._listeners[port]
+                    self._drain(lst, self.drain_seconds)
+            self._rt.config = config
+            failed: list[tuple[int, str]] = []
+            for pc in config.ports:
+                lst = self._listeners.get(pc.port)
+                if lst is not None:
+                    if lst.tls is not None:
+                        try:
+                            for problem in lst.tls.update(pc.certificates, tls):
+                                log.warning("port %d: %s", pc.port, problem)
+                        except ValueError as exc:
+                            log.warning("port %d keeps its certificates: %s", pc.port, exc)
+                    continue
+                port_tls: PortTLS | None = None
+                if pc.protocol == "HTTPS":
+                    port_tls = PortTLS()
+                    try:
+                        for problem in port_tls.update(pc.certificates, tls):
+                            log.warning("port %d: %s", pc.port, problem)
+                    except ValueError as exc:
+                        failed.append((pc.port, str(exc)))
+                        continue
+                lst = Listener(self._rt, pc.port, pc.protocol, port_tls)
+                try:
+                    await lst.start(self.host)
+                except OSError as exc:
+                    failed.append((pc.port, f"cannot listen on {self.host}:{pc.port}: "
+                                            f"{exc.strerror or exc}"))
+                    continue
+                self._listeners[pc.port] = lst
+            self.pool.retain(referenced_endpoints(config))
+            self.generation += 1
+            self.metrics.generation.set(self.generation)
+            self.metrics.apply_duration.observe(time.perf_counter() - started)
+            return Applied(ports=self.ports, failed=tuple(sorted(failed)))
+
+    def _drain(self, lst: Listener, seconds: float) -> None:
+        lst.stop_accepting()  # the port is free again right away
+        task = asyncio.get_running_loop().create_task(lst.drain(seconds))
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    async def wait_drained(self) -> None:
+        """Wait for every removed port to finish draining."""
+        while self._drains:
+            await asyncio.gather(*list(self._drains), return_exceptions=True)
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop every port, let requests in flight finish for ``grace`` s, release all."""
+        async with self._lock:
+            self._closed = True
+            for lst in list(self._listeners.values()):
+                self._drain(lst, grace)
+            self._listeners.clear()
+            self._rt.config = EMPTY
+        await self.wait_drained()
+        await self.mirrors.close()
+        self.pool.close()

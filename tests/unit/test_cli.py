@@ -1,0 +1,134 @@
+"""The ``rauta`` command line (rauta.cli.main), driven through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from rauta.cli import main
+
+QUICK = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: rauta}
+spec: {controllerName: rauta.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: rauta
+  listeners:
+  - {name: http, port: 8080, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: default}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules:
+  - backendRefs: [{name: web, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{name: http, port: 80, targetPort: 8000}]}
+"""
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def _file(tmp_path: Path, text: str, name: str = "in.yaml") -> str:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return str(p)
+
+
+def test_translate_prints_yaml_document(runner: CliRunner, tmp_path: Path) -> None:
+    res = runner.invoke(main, ["translate", _file(tmp_path, QUICK)])
+    assert res.exit_code == 0, res.output
+    doc = yaml.safe_load(res.stdout)
+    assert list(doc) == ["config", "status"]
+    (port,) = doc["config"]["ports"]
+    assert port["port"] == 8080
+    assert port["listeners"][0]["rules"][0]["route"] == "default/web"
+    assert doc["status"]["httpRoutes"][0]["parents"][0]["controllerName"] == (
+        "rauta.io/gateway-controller")
+    assert res.stderr == ""
+
+
+def test_translate_json_output_parses_and_equals_yaml(runner: CliRunner, tmp_path: Path) -> None:
+    f = _file(tmp_path, QUICK)
+    as_json = runner.invoke(main, ["translate", "--json", f])
+    as_yaml = runner.invoke(main, ["translate", f])
+    assert as_json.exit_code == 0
+    assert json.loads(as_json.stdout) == yaml.safe_load(as_yaml.stdout)
+
+
+def test_translate_output_is_stable_across_runs(runner: CliRunner, tmp_path: Path) -> None:
+    f = _file(tmp_path, QUICK)
+    outs = {runner.invoke(main, ["translate", f]).stdout for _ in range(3)}
+    assert len(outs) == 1
+
+
+def test_translate_controller_name_option(runner: CliRunner, tmp_path: Path) -> None:
+    f = _file(tmp_path, QUICK)
+    res = runner.invoke(main, ["translate", "--controller-name", "example.com/other", f])
+    assert res.exit_code == 0
+    doc = yaml.safe_load(res.stdout)
+    assert doc["status"]["gateways"] == [] and doc["status"]["httpRoutes"] == []
+
+
+def test_translate_accepts_a_directory(runner: CliRunner, tmp_path: Path) -> None:
+    _file(tmp_path, QUICK, "a.yaml")
+    res = runner.invoke(main, ["translate", str(tmp_path)])
+    assert res.exit_code == 0
+    assert yaml.safe_load(res.stdout)["config"]["ports"][0]["port"] == 8080
+
+
+def _assert_clean_failure(res, *needles: str) -> None:  # noqa: ANN001
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    assert res.stdout == ""
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("rauta: ")
+    assert "Traceback" not in res.output
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_malformed_yaml_exits_2_with_one_stderr_line(runner: CliRunner, tmp_path: Path) -> None:
+    f = _file(tmp_path, "kind: Service\nmetadata: {name: s\n", "broken.yaml")
+    _assert_clean_failure(runner.invoke(main, ["translate", f]), "broken.yaml:", "invalid YAML")
+
+
+def test_missing_field_exits_2_naming_object_and_field(runner: CliRunner, tmp_path: Path) -> None:
+    f = _file(tmp_path, "kind: Gateway\nmetadata: {name: gw, namespace: infra}\n"
+                        "spec: {listeners: [{name: http, port: 80, protocol: HTTP}]}\n")
+    _assert_clean_failure(runner.invoke(main, ["translate", f]),
+                          "Gateway infra/gw", "spec.gatewayClassName")
+
+
+def test_duplicate_objects_exit_2(runner: CliRunner, tmp_path: Path) -> None:
+    _file(tmp_path, QUICK, "a.yaml")
+    _file(tmp_path, QUICK, "b.yaml")
+    _assert_clean_failure(runner.invoke(main, ["translate", str(tmp_path)]),
+                          "a.yaml", "b.yaml")
+
+
+def test_missing_file_exits_2(runner: CliRunner, tmp_path: Path) -> None:
+    _assert_clean_failure(runner.invoke(main, ["translate", str(tmp_path / "nope.yaml")]),
+                          "nope.yaml")
+
+
+def test_translate_requires_at_least_one_file(runner: CliRunner) -> None:
+    res = runner.invoke(main, ["translate"])
+    assert res.exit_code == 2
+    assert "Traceback" not in res.output
