@@ -187,7 +187,10 @@ def load_scenario(text: str, placeholders: Placeholders, origin: str = "<scenari
     try:
         data = yaml.load(placeholders.expand(text), Loader=KubeYAMLLoader)
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{origin}: invalid YAML: {exc}".splitlines()[0]) from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{origin}:{mark.line + 1}:{mark.column + 1}" if mark is not None else origin
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError(f"{where}: invalid YAML: {problem}") from None
     try:
         return Scenario.model_validate(data)
     except Exception as exc:  # pydantic.ValidationError: keep it to one line
