@@ -61,7 +61,7 @@ def hostname_matches(pattern: str, host: str) -> bool:
         want = pattern.split(".")[1:]
         have = host.split(".")
         # at least one extra (non-empty) label in front of the suffix
-        return len(have) > len(want) and have[-len(want):] == want and all(have)
+        return len(have) > len(want) and have[-len(want) :] == want and all(have)
     return pattern == host
 
 
@@ -115,8 +115,11 @@ def rule_is_valid(rule: dict[str, Any]) -> bool:
     for m in _matches_of(rule):
         kind, value = _path_of(m)
         patterns = [value] if kind == "RegularExpression" else []
-        patterns += [h["value"] for h in m.get("headers", []) + m.get("queryParams", [])
-                     if h.get("type") == "RegularExpression"]
+        patterns += [
+            h["value"]
+            for h in m.get("headers", []) + m.get("queryParams", [])
+            if h.get("type") == "RegularExpression"
+        ]
         for p in patterns:
             try:
                 re.compile(p)
@@ -132,8 +135,14 @@ def _created(route: dict[str, Any]) -> datetime:
 # ------------------------------------------------------------------------ the oracle
 
 
-def candidates(routes: list[dict[str, Any]], method: str, host_header: str, path: str,
-               query: dict[str, str], headers: dict[str, str]) -> list[tuple[tuple[Any, ...], Winner]]:
+def candidates(
+    routes: list[dict[str, Any]],
+    method: str,
+    host_header: str,
+    path: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+) -> list[tuple[tuple[Any, ...], Winner]]:
     """Every (precedence key, Winner) whose route, rule and match accept the request."""
     host = host_of(host_header)
     lower_headers = {k.lower(): v for k, v in headers.items()}
@@ -157,12 +166,18 @@ def candidates(routes: list[dict[str, Any]], method: str, host_header: str, path
                 if m.get("method") is not None and m["method"] != method:
                     continue
                 hms = _first_per_name(m.get("headers", []), fold_case=True)
-                if not all(value_matches(h.get("type", "Exact"), h["value"],
-                                         lower_headers.get(h["name"].lower())) for h in hms):
+                if not all(
+                    value_matches(
+                        h.get("type", "Exact"), h["value"], lower_headers.get(h["name"].lower())
+                    )
+                    for h in hms
+                ):
                     continue
                 qms = _first_per_name(m.get("queryParams", []), fold_case=False)
-                if not all(value_matches(q.get("type", "Exact"), q["value"], query.get(q["name"]))
-                           for q in qms):
+                if not all(
+                    value_matches(q.get("type", "Exact"), q["value"], query.get(q["name"]))
+                    for q in qms
+                ):
                     continue
                 for rh in route_hosts:
                     if not hostname_matches(rh, host):
@@ -186,8 +201,14 @@ def candidates(routes: list[dict[str, Any]], method: str, host_header: str, path
     return out
 
 
-def reference_route(routes: list[dict[str, Any]], method: str, host_header: str, path: str,
-                    query: dict[str, str], headers: dict[str, str]) -> Winner | None:
+def reference_route(
+    routes: list[dict[str, Any]],
+    method: str,
+    host_header: str,
+    path: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+) -> Winner | None:
     """The winning (route, rule, match) for the request, or None for a 404."""
     found = candidates(routes, method, host_header, path, query, headers)
     if not found:

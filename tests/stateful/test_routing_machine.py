@@ -2,15 +2,18 @@
 
 The state is a set of HTTPRoutes (all attached to one HTTP listener on port 80 with no
 hostname, routes from any namespace allowed), each with its own Service and one ready
-endpoint, so every routed request is a ``forward``. Rules add, replace, modify and remove
-routes; ``send_requests`` draws requests from pools that overlap the route pools and checks
-that ``route(translate(snapshot).config, req)`` picks the same (route, rule, match) as
+endpoint, so every routed request is a ``forward``. Rules add, replace, modify, clone (the
+same spec under another namespace/name, so every precedence criterion up to the age and
+name tie-breaks is tied) and remove routes. ``send_requests`` (also run after every
+mutation) draws requests from pools that overlap the route pools and checks that
+``route(translate(snapshot).config, req)`` picks the same (route, rule, match) as
 ``tests.stateful.reference`` (or that both answer 404). Every mutation also checks that
 translating a shuffled copy of the input gives an identical RouterConfig, byte for byte.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,41 +30,77 @@ from tests.stateful.reference import reference_route
 
 NAMESPACES = ("default", "team", "team-a")  # "team" / "team-a": "{ns}/{name}" ordering
 NAMES = ("r1", "r2", "r3")
-TIMESTAMPS = ("2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z",
-              "2023-12-31T23:59:59Z")
-ROUTE_HOSTS = ("*.example.com", "foo.example.com", "a.foo.example.com", "*.foo.example.com",
-               "example.com")
+TIMESTAMPS = (
+    "2024-01-01T00:00:00Z",
+    "2024-01-01T00:00:00Z",
+    "2024-02-01T00:00:00Z",
+    "2023-12-31T23:59:59Z",
+)
+ROUTE_HOSTS = (
+    "*.example.com",
+    "foo.example.com",
+    "a.foo.example.com",
+    "*.foo.example.com",
+    "example.com",
+)
 EXACT_PATHS = ("/", "/a", "/a/", "/a/b", "/ab")
 PREFIX_PATHS = ("/", "/a", "/a/", "/a/b", "/ab")
 REGEX_PATHS = ("/a/[0-9]+", "/a.*", "/a/b/?", "/[ab]+", "/a/(")  # the last one is invalid
 METHODS = ("GET", "POST")
-HEADER_NAMES = ("x-a", "X-B")
+HEADER_NAMES = ("x-a", "X-A", "X-B")  # "x-a"/"X-A": first entry per name counts
 QUERY_NAMES = ("q", "Q")
 VALUES = ("1", "2")
 VALUE_REGEXES = ("[12]", "2+")
 
-REQ_HOSTS = ("foo.example.com", "a.foo.example.com", "b.example.com", "example.com",
-             "other.org", "FOO.Example.com:8080", "x.a.foo.example.com")
+REQ_HOSTS = (
+    "foo.example.com",
+    "a.foo.example.com",
+    "b.example.com",
+    "example.com",
+    "other.org",
+    "FOO.Example.com:8080",
+    "x.a.foo.example.com",
+)
 REQ_PATHS = ("/", "/a", "/a/", "/a/b", "/a/b/", "/ab", "/a/1", "/a/12", "/a/b/c", "/b", "/ba")
 REQ_METHODS = ("GET", "POST", "PUT")
+REQ_VALUES = VALUES + ("22",)
 
 GATEWAY_OBJECTS: tuple[dict[str, Any], ...] = (
-    {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-     "metadata": {"name": "rauta"}, "spec": {"controllerName": "rauta.io/gateway-controller"}},
-    {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-     "metadata": {"name": "gw", "namespace": "infra",
-                  "creationTimestamp": "2020-01-01T00:00:00Z"},
-     "spec": {"gatewayClassName": "rauta", "listeners": [
-         {"name": "http", "port": 80, "protocol": "HTTP",
-          "allowedRoutes": {"namespaces": {"from": "All"}}}]}},
+    {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GatewayClass",
+        "metadata": {"name": "rauta"},
+        "spec": {"controllerName": "rauta.io/gateway-controller"},
+    },
+    {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {
+            "name": "gw",
+            "namespace": "infra",
+            "creationTimestamp": "2020-01-01T00:00:00Z",
+        },
+        "spec": {
+            "gatewayClassName": "rauta",
+            "listeners": [
+                {
+                    "name": "http",
+                    "port": 80,
+                    "protocol": "HTTP",
+                    "allowedRoutes": {"namespaces": {"from": "All"}},
+                }
+            ],
+        },
+    },
 )
 
 # ------------------------------------------------------------------------------ strategies
 
 value_matches = st.one_of(
     st.fixed_dictionaries({"type": st.just("Exact"), "value": st.sampled_from(VALUES)}),
-    st.fixed_dictionaries({"type": st.just("RegularExpression"),
-                           "value": st.sampled_from(VALUE_REGEXES)}),
+    st.fixed_dictionaries(
+        {"type": st.just("RegularExpression"), "value": st.sampled_from(VALUE_REGEXES)}
+    ),
 )
 
 
@@ -76,52 +115,102 @@ path_matches = st.one_of(
 )
 
 
-@st.composite
-def matches(draw: st.DrawFn) -> dict[str, Any]:
+def _match(
+    path: dict[str, str] | None,
+    method: str | None,
+    headers: list[dict[str, str]],
+    query: list[dict[str, str]],
+) -> dict[str, Any]:
     m: dict[str, Any] = {}
-    if draw(st.integers(0, 7)):  # sometimes no path at all: the default PathPrefix "/"
-        m["path"] = draw(path_matches)
-    method = draw(st.none() | st.sampled_from(METHODS))
+    if path is not None:
+        m["path"] = path
     if method is not None:
         m["method"] = method
-    headers = draw(st.lists(named(HEADER_NAMES), max_size=2))
     if headers:
         m["headers"] = headers
-    query = draw(st.lists(named(QUERY_NAMES), max_size=2))
     if query:
         m["queryParams"] = query
     return m
 
 
-def route_spec(name: str) -> st.SearchStrategy[dict[str, Any]]:
+MATCHES = st.builds(
+    _match,
+    st.one_of(st.none(), path_matches, path_matches),  # no path: the default PathPrefix "/"
+    st.none() | st.sampled_from(METHODS),
+    st.lists(named(HEADER_NAMES), max_size=2),
+    st.lists(named(QUERY_NAMES), max_size=2),
+)
+
+
+def _rule_of(ms: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {} if ms is None else {"matches": ms}  # no matches: PathPrefix "/"
+
+
+SPECS = st.builds(
+    lambda hosts, rules: {
+        "parentRefs": [{"name": "gw", "namespace": "infra"}],
+        **({"hostnames": hosts} if hosts else {}),
+        "rules": rules,
+    },
+    st.lists(st.sampled_from(ROUTE_HOSTS), max_size=2),
+    st.lists(
+        st.builds(_rule_of, st.none() | st.lists(MATCHES, min_size=1, max_size=2)),
+        min_size=1,
+        max_size=3,
+    ),
+)
+ROUTE_KEYS = st.tuples(
+    st.sampled_from(NAMESPACES), st.sampled_from(NAMES), st.sampled_from(TIMESTAMPS)
+)
+
+
+def with_backend(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    """Every rule of the route sends to the route's own Service ``svc-<name>:80``."""
     backend = [{"name": f"svc-{name}", "port": 80}]
+    return {**spec, "rules": [{**r, "backendRefs": backend} for r in spec["rules"]]}
 
-    def rule_of(ms: list[dict[str, Any]] | None) -> dict[str, Any]:
-        r: dict[str, Any] = {"backendRefs": backend}
-        if ms is not None:
-            r["matches"] = ms
-        return r
 
-    rules = st.lists(
-        st.builds(rule_of, st.none() | st.lists(matches(), min_size=1, max_size=2)),
-        min_size=1, max_size=3)
-    return st.builds(
-        lambda hosts, rs: {"parentRefs": [{"name": "gw", "namespace": "infra"}],
-                           **({"hostnames": hosts} if hosts else {}), "rules": rs},
-        st.lists(st.sampled_from(ROUTE_HOSTS), max_size=2), rules)
+def _combos(names: tuple[str, ...], spellings: int) -> list[dict[str, str]]:
+    """Every dict over ``names`` (each absent, or present with one value and spelling),
+    fewest entries first so that shrinking goes towards plain requests."""
+    options: list[list[tuple[str, str] | None]] = [
+        [None] + [(spell, v) for spell in (n, n.upper(), n.title())[:spellings] for v in REQ_VALUES]
+        for n in names
+    ]
+    out = [dict(kv for kv in combo if kv is not None) for combo in itertools.product(*options)]
+    return sorted(out, key=len)
+
+
+# One draw each (drawing request fields one by one costs more than routing them).
+REQ_LINES = st.sampled_from(list(itertools.product(REQ_PATHS, REQ_HOSTS, REQ_METHODS)))
+REQ_HEADERS = st.sampled_from(_combos(("x-a", "x-b"), 3))  # any name case
+REQ_QUERIES = st.sampled_from(_combos(QUERY_NAMES, 1))  # names are case-sensitive
+REQUESTS = st.tuples(REQ_LINES, REQ_QUERIES, REQ_HEADERS)
+REQUEST_BATCHES = st.lists(REQUESTS, min_size=1, max_size=8)
 
 
 def backend_objects(ns: str, name: str) -> list[dict[str, Any]]:
     svc = f"svc-{name}"
     index = NAMESPACES.index(ns) * 10 + NAMES.index(name) + 1
     return [
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc, "namespace": ns},
-         "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
-        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-         "metadata": {"name": f"{svc}-1", "namespace": ns,
-                      "labels": {"kubernetes.io/service-name": svc}},
-         "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
-         "endpoints": [{"addresses": [f"10.0.0.{index}"], "conditions": {"ready": True}}]},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": svc, "namespace": ns},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+        },
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"{svc}-1",
+                "namespace": ns,
+                "labels": {"kubernetes.io/service-name": svc},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": [f"10.0.0.{index}"], "conditions": {"ready": True}}],
+        },
     ]
 
 
@@ -146,11 +235,13 @@ class RoutingMachine(RuleBasedStateMachine):
     def retranslate(self, data: st.DataObject) -> None:
         objs = self.objects()
         config = translate(Snapshot.from_dicts(objs)).config
-        shuffled = data.draw(st.permutations(objs), label="shuffled input")
+        shuffled = list(objs)
+        data.draw(st.randoms(use_true_random=False), label="shuffle").shuffle(shuffled)
         again = translate(Snapshot.from_dicts(shuffled)).config
         assert again == config
         assert again.model_dump_json() == config.model_dump_json()
         self.config = config
+        self.send_requests(data)
 
     # ---------------------------------------------------------------- rules
 
@@ -161,12 +252,11 @@ class RoutingMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def add_route(self, data: st.DataObject) -> None:
         """Add a route (or replace one with the same namespace/name)."""
-        ns = data.draw(st.sampled_from(NAMESPACES), label="namespace")
-        name = data.draw(st.sampled_from(NAMES), label="name")
-        ts = data.draw(st.sampled_from(TIMESTAMPS), label="creationTimestamp")
-        spec = data.draw(route_spec(name), label="spec")
+        ns, name, ts = data.draw(ROUTE_KEYS, label="namespace, name, creationTimestamp")
+        spec = with_backend(data.draw(SPECS, label="spec"), name)
         self.routes[(ns, name)] = {
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
             "metadata": {"name": name, "namespace": ns, "creationTimestamp": ts},
             "spec": spec,
         }
@@ -178,7 +268,7 @@ class RoutingMachine(RuleBasedStateMachine):
         """New spec for an existing route; metadata (age) unchanged."""
         key = data.draw(st.sampled_from(sorted(self.routes)), label="route")
         old = self.routes[key]
-        self.routes[key] = {**old, "spec": data.draw(route_spec(key[1]), label="spec")}
+        self.routes[key] = {**old, "spec": with_backend(data.draw(SPECS, label="spec"), key[1])}
         self.retranslate(data)
 
     @precondition(lambda self: self.routes)
@@ -186,15 +276,18 @@ class RoutingMachine(RuleBasedStateMachine):
     def clone_route(self, data: st.DataObject) -> None:
         """Copy a route's spec under another namespace/name: full precedence ties."""
         src = data.draw(st.sampled_from(sorted(self.routes)), label="source")
-        ns = data.draw(st.sampled_from(NAMESPACES), label="namespace")
-        name = data.draw(st.sampled_from(NAMES), label="name")
+        others = [(ns, n) for ns in NAMESPACES for n in NAMES if (ns, n) != src]
+        # Same name in the sibling namespace first: the "{ns}/{name}" tie-break case.
+        others.sort(key=lambda k: (k[1] != src[1], k[0]))
+        ns, name = data.draw(st.sampled_from(others), label="copy")
         old = self.routes[src]
-        ts = data.draw(st.just(old["metadata"]["creationTimestamp"])
-                       | st.sampled_from(TIMESTAMPS), label="creationTimestamp")
-        spec = {**old["spec"], "rules": [{**r, "backendRefs": [{"name": f"svc-{name}", "port": 80}]}
-                                        for r in old["spec"]["rules"]]}
-        self.routes[(ns, name)] = {**old, "metadata": {"name": name, "namespace": ns,
-                                                       "creationTimestamp": ts}, "spec": spec}
+        same = old["metadata"]["creationTimestamp"]
+        ts = data.draw(st.sampled_from((same, same) + TIMESTAMPS), label="creationTimestamp")
+        self.routes[(ns, name)] = {
+            **old,
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": ts},
+            "spec": with_backend(old["spec"], name),
+        }
         self.retranslate(data)
 
     @precondition(lambda self: self.routes)
@@ -206,23 +299,20 @@ class RoutingMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def send_requests(self, data: st.DataObject) -> None:
-        for _ in range(data.draw(st.integers(1, 4), label="requests")):
-            self.check_request(data)
+        for (path, host, method), query, headers in data.draw(REQUEST_BATCHES, label="requests"):
+            self.check_request(method, host, path, query, headers)
 
-    def check_request(self, data: st.DataObject) -> None:
-        method = data.draw(st.sampled_from(REQ_METHODS), label="method")
-        host = data.draw(st.sampled_from(REQ_HOSTS), label="host")
-        path = data.draw(st.sampled_from(REQ_PATHS), label="path")
-        headers = {}
-        for n in data.draw(st.lists(st.sampled_from(("x-a", "x-b")), unique=True, max_size=2),
-                           label="header names"):
-            shown = data.draw(st.sampled_from((n, n.upper(), n.title())), label="name case")
-            headers[shown] = data.draw(st.sampled_from(VALUES + ("22",)), label="value")
-        query = data.draw(st.dictionaries(st.sampled_from(QUERY_NAMES),
-                                          st.sampled_from(VALUES + ("22",)), max_size=2),
-                          label="query")
-        req = RequestView(method=method, host=host, path=path, query=urlencode(query),
-                          headers=tuple(headers.items()), port=80)
+    def check_request(
+        self, method: str, host: str, path: str, query: dict[str, str], headers: dict[str, str]
+    ) -> None:
+        req = RequestView(
+            method=method,
+            host=host,
+            path=path,
+            query=urlencode(query),
+            headers=tuple(headers.items()),
+            port=80,
+        )
         got = route(self.config, req)
         want = reference_route(list(self.routes.values()), method, host, path, query, headers)
         if want is None:
@@ -231,12 +321,15 @@ class RoutingMachine(RuleBasedStateMachine):
         assert got.kind == "forward", (got.kind, got.status, got.reason, want)
         assert got.rule is not None
         assert (got.rule.route, got.rule.rule_index, got.rule.match_index) == (
-            want.route, want.rule_index, want.match_index), (got.rule, want)
+            want.route,
+            want.rule_index,
+            want.match_index,
+        ), (got.rule, want)
         ns, name = want.route.split("/")
         assert got.backend is not None and got.backend.name == f"{ns}/svc-{name}:80"
         assert got.endpoint is not None
 
 
 # Inherits the loaded profile (ci: 200 examples, no deadline); only the run length is ours.
-RoutingMachine.TestCase.settings = settings(stateful_step_count=12)
+RoutingMachine.TestCase.settings = settings(stateful_step_count=20)
 TestRouting = RoutingMachine.TestCase
