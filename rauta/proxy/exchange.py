@@ -46,7 +46,7 @@ class Exchange:
 
     __slots__ = ("client", "req", "decision", "view", "key", "up", "head", "chunked",
                  "pending", "sent_end", "tee", "timer", "connect_task", "reused",
-                 "retried", "done", "down")
+                 "retried", "done", "down", "held")
 
     def __init__(self, client: ClientConnection, req: _Request, decision: Decision,
                  view: RequestView) -> None:
@@ -69,15 +69,15 @@ class Exchange:
         self.retried = False
         self.done = False
         self.down = "raw"
+        self.held = b""  # the response head, written together with the first body bytes
 
     # ------------------------------------------------------------------ request side
 
     def start(self) -> None:
         client, req, d = self.client, self.req, self.decision
-        base = hdr.strip_hop_by_hop(req.headers, also=("host", "expect"))
-        base = hdr.add_forwarded(base, client_ip=client.client_ip,
-                                 proto=client.listener.scheme, host=self.view.host)
-        base.insert(0, ("Host", d.upstream_host))
+        base = hdr.upstream_headers(req.headers, host=d.upstream_host,
+                                    client_ip=client.client_ip,
+                                    proto=client.listener.scheme, forwarded_host=self.view.host)
         headers = hdr.apply_modifiers(base, d.request_headers)
         if d.mirrors:
             rule_mod = d.rule.filters.request_headers if d.rule is not None else None
@@ -173,6 +173,9 @@ class Exchange:
     def upstream_head(self, status: int, reason: str, headers: hdr.Headers,
                       framing: str) -> None:
         client, req = self.client, self.req
+        if status == 101:  # Upgrade is never forwarded, so a switch is a broken backend
+            self._error(502, "unexpected protocol switch from upstream")
+            return
         out = hdr.apply_modifiers(hdr.strip_hop_by_hop(headers), self.decision.response_headers)
         if framing in ("chunked", "close"):
             out = [p for p in out if p[0].lower() != "content-length"]
@@ -187,25 +190,42 @@ class Exchange:
             client.close_after = True
         client.status = status
         client.resp_state = RESP_STARTED
-        client._write(hdr.response_head(status, reason, out))
+        self.held = hdr.response_head(status, reason, out)
 
     def upstream_body(self, data: bytes) -> None:
         transport = self.client.transport
         if transport is None:
             return
         if self.down == "chunked":
-            transport.writelines(hdr.chunk(data))
+            if self.held:
+                held, self.held = self.held, b""
+                transport.writelines((held, *hdr.chunk(data)))
+            else:
+                transport.writelines(hdr.chunk(data))
+        elif self.held:
+            held, self.held = self.held, b""
+            transport.writelines((held, data))
         else:
             transport.write(data)
+
+    def upstream_flush(self) -> None:
+        """Write a response head still held back (its body has not arrived yet)."""
+        if self.held:
+            held, self.held = self.held, b""
+            self.client._write(held)
 
     def upstream_done(self, reusable: bool) -> None:
         client = self.client
         up, self.up = self.up, None
         self._finish()
+        held, self.held = self.held, b""
         if self.down == "chunked":
-            client._write(hdr.CHUNK_END)
-        elif self.down == "close":
-            client.close_after = True
+            client._write(held + hdr.CHUNK_END)
+        else:
+            if held:
+                client._write(held)
+            if self.down == "close":
+                client.close_after = True
         if up is not None:
             if reusable and self.sent_end:
                 up.release()
@@ -250,6 +270,9 @@ class Exchange:
             up.abort()
         if client.exchange is not self:
             return
+        if client.resp_state == RESP_STARTED and self.held:
+            client.resp_state = RESP_NONE  # the head never left: a clean error is possible
+        self.held = b""
         if client.resp_state == RESP_NONE:
             client.respond(status, text, close=not self.req.complete)
         else:

@@ -43,6 +43,7 @@ HOP_BY_HOP = frozenset({
     "upgrade",
 })
 
+_PLAIN_OPTIONS = HOP_BY_HOP | {"close", ""}  # Connection values that name no extra header
 _FORBIDDEN = ("\r", "\n", "\x00")
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 CHUNK_END = b"0\r\n\r\n"
@@ -87,9 +88,21 @@ def has_token(headers: Iterable[tuple[str, str]], name: str, token: str) -> bool
 
 def strip_hop_by_hop(headers: Iterable[tuple[str, str]], *, also: Iterable[str] = ()) -> Headers:
     """``headers`` without hop-by-hop headers, names listed in Connection, and ``also``."""
-    headers = list(headers)
-    drop = HOP_BY_HOP | connection_tokens(headers) | {a.lower() for a in also}
-    return [(n, v) for n, v in headers if n.lower() not in drop]
+    drop = HOP_BY_HOP.union(a.lower() for a in also) if also else HOP_BY_HOP
+    out: Headers = []
+    listed: str | None = None
+    for h in headers:
+        low = h[0].lower()
+        if low in drop:
+            if low == "connection":
+                listed = h[1] if listed is None else f"{listed},{h[1]}"
+            continue
+        out.append(h)
+    if listed:
+        tokens = {t.strip().lower() for t in listed.split(",")} - _PLAIN_OPTIONS
+        if tokens:
+            out = [h for h in out if h[0].lower() not in tokens]
+    return out
 
 
 def add_forwarded(headers: Headers, *, client_ip: str, proto: str, host: str) -> Headers:
@@ -102,6 +115,12 @@ def add_forwarded(headers: Headers, *, client_ip: str, proto: str, host: str) ->
             chain.extend(p.strip() for p in v.split(",") if p.strip())
         elif low not in ("x-forwarded-proto", "x-forwarded-host"):
             out.append((n, v))
+    _append_forwarded(out, chain, client_ip, proto, host)
+    return out
+
+
+def _append_forwarded(out: Headers, chain: list[str], client_ip: str, proto: str,
+                      host: str) -> None:
     if client_ip:
         chain.append(client_ip)
     if chain:
@@ -109,6 +128,39 @@ def add_forwarded(headers: Headers, *, client_ip: str, proto: str, host: str) ->
     out.append(("X-Forwarded-Proto", proto))
     if host:
         out.append(("X-Forwarded-Host", host))
+
+
+_UPSTREAM_DROP = HOP_BY_HOP | {"host", "expect", "x-forwarded-proto", "x-forwarded-host"}
+
+
+def upstream_headers(headers: Iterable[tuple[str, str]], *, host: str, client_ip: str,
+                     proto: str, forwarded_host: str) -> Headers:
+    """The headers a client request carries upstream, before modifiers and framing.
+
+    In one pass, the same result as ``[("Host", host)]`` followed by
+    ``add_forwarded(strip_hop_by_hop(headers, also=("host", "expect")), ...)``: the Host
+    is replaced, ``Expect`` is answered by the proxy and never forwarded.
+    """
+    out: Headers = [("Host", host)]
+    chain: list[str] = []
+    listed: str | None = None
+    for h in headers:
+        low = h[0].lower()
+        if low in _UPSTREAM_DROP:
+            if low == "connection":
+                listed = h[1] if listed is None else f"{listed},{h[1]}"
+            continue
+        if low == "x-forwarded-for":
+            chain.extend(p.strip() for p in h[1].split(",") if p.strip())
+            continue
+        out.append(h)
+    if listed:
+        tokens = {t.strip().lower() for t in listed.split(",")} - _PLAIN_OPTIONS
+        if tokens:
+            out = [out[0], *(h for h in out[1:] if h[0].lower() not in tokens)]
+            if "x-forwarded-for" in tokens:
+                chain = []
+    _append_forwarded(out, chain, client_ip, proto, forwarded_host)
     return out
 
 
@@ -162,21 +214,26 @@ def _enc(text: str) -> bytes:
         return text.encode("utf-8", "surrogateescape")
 
 
-def _header_block(headers: Iterable[tuple[str, str]]) -> bytes:
-    return b"".join(b"%s: %s\r\n" % (_enc(n), _enc(v)) for n, v in headers)
+def _head(first: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    headers = list(headers)
+    try:
+        return "".join([first, "\r\n", *[f"{n}: {v}\r\n" for n, v in headers],
+                        "\r\n"]).encode("latin-1")
+    except UnicodeEncodeError:  # rare: a configured value outside latin-1
+        return b"".join([_enc(first + "\r\n"), *[_enc(f"{n}: {v}\r\n") for n, v in headers],
+                         b"\r\n"])
 
 
 def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
     """``METHOD target HTTP/1.1`` plus headers, as bytes (headers must carry framing)."""
-    return b"%s %s HTTP/1.1\r\n%s\r\n" % (_enc(method), _enc(target), _header_block(headers))
+    return _head(f"{method} {target} HTTP/1.1", headers)
 
 
 def response_head(status: int, reason: str, headers: Iterable[tuple[str, str]],
                   version: str = "1.1") -> bytes:
     """``HTTP/x.y status reason`` plus headers, as bytes."""
     reason = reason if reason and _clean(reason) else reason_phrase(status)
-    return b"HTTP/%s %d %s\r\n%s\r\n" % (
-        _enc(version), status, _enc(reason), _header_block(headers))
+    return _head(f"HTTP/{version} {status} {reason}", headers)
 
 
 def simple_response(status: int, body: str = "", *, keep_alive: bool = True,

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
-from rauta.model.config import EMPTY, RouterConfig
+from rauta.model.config import EMPTY, PortConfig, RouterConfig
 from rauta.model.status import Applied
 from rauta.proxy.metrics import ProxyMetrics
 from rauta.proxy.mirror import Mirrorer
@@ -110,37 +110,46 @@ class Proxy:
             self._rt.config = config
             failed: list[tuple[int, str]] = []
             for pc in config.ports:
-                lst = self._listeners.get(pc.port)
-                if lst is not None:
-                    if lst.tls is not None:
-                        try:
-                            for problem in lst.tls.update(pc.certificates, tls):
-                                log.warning("port %d: %s", pc.port, problem)
-                        except ValueError as exc:
-                            log.warning("port %d keeps its certificates: %s", pc.port, exc)
+                current = self._listeners.get(pc.port)
+                if current is not None:
+                    if current.tls is not None:
+                        self._update_tls(current.tls, pc, tls)
                     continue
-                port_tls: PortTLS | None = None
-                if pc.protocol == "HTTPS":
-                    port_tls = PortTLS()
-                    try:
-                        for problem in port_tls.update(pc.certificates, tls):
-                            log.warning("port %d: %s", pc.port, problem)
-                    except ValueError as exc:
-                        failed.append((pc.port, str(exc)))
-                        continue
-                lst = Listener(self._rt, pc.port, pc.protocol, port_tls)
-                try:
-                    await lst.start(self.host)
-                except OSError as exc:
-                    failed.append((pc.port, f"cannot listen on {self.host}:{pc.port}: "
-                                            f"{exc.strerror or exc}"))
-                    continue
-                self._listeners[pc.port] = lst
+                error = await self._open(pc, tls)
+                if error is not None:
+                    failed.append((pc.port, error))
             self.pool.retain(referenced_endpoints(config))
             self.generation += 1
             self.metrics.generation.set(self.generation)
             self.metrics.apply_duration.observe(time.perf_counter() - started)
             return Applied(ports=self.ports, failed=tuple(sorted(failed)))
+
+    @staticmethod
+    def _update_tls(port_tls: PortTLS, pc: PortConfig,
+                    tls: Mapping[str, tuple[bytes, bytes]]) -> None:
+        try:
+            for problem in port_tls.update(pc.certificates, tls):
+                log.warning("port %d: %s", pc.port, problem)
+        except ValueError as exc:
+            log.warning("port %d keeps its certificates: %s", pc.port, exc)
+
+    async def _open(self, pc: PortConfig, tls: Mapping[str, tuple[bytes, bytes]]) -> str | None:
+        """Start listening on a new port; the error text when that is not possible."""
+        port_tls: PortTLS | None = None
+        if pc.protocol == "HTTPS":
+            port_tls = PortTLS()
+            try:
+                for problem in port_tls.update(pc.certificates, tls):
+                    log.warning("port %d: %s", pc.port, problem)
+            except ValueError as exc:
+                return str(exc)
+        lst = Listener(self._rt, pc.port, pc.protocol, port_tls)
+        try:
+            await lst.start(self.host)
+        except OSError as exc:
+            return f"cannot listen on {self.host}:{pc.port}: {exc.strerror or exc}"
+        self._listeners[pc.port] = lst
+        return None
 
     def _drain(self, lst: Listener, seconds: float) -> None:
         lst.stop_accepting()  # the port is free again right away

@@ -66,6 +66,9 @@ class _DiscardSink:
         if not self.done.done():
             self.done.set_exception(error)
 
+    def upstream_flush(self) -> None:
+        pass
+
     def upstream_pause_writing(self) -> None:
         pass
 
@@ -152,7 +155,8 @@ class Mirrorer:
                 self._count("dropped")
                 continue
             if has_body:
-                headers = [*headers, ("Content-Length", str(len(body)))]
+                headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
+                headers.append(("Content-Length", str(len(body))))
             head = hdr.request_head(method, target, headers)
             ep = random.choice(backend.endpoints)
             task = loop.create_task(self._send((ep.address, ep.port), backend.name, head,

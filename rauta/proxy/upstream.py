@@ -46,6 +46,8 @@ class UpstreamSink(Protocol):
 
     def upstream_failed(self, error: BaseException, got_bytes: bool) -> None: ...
 
+    def upstream_flush(self) -> None: ...
+
     def upstream_pause_writing(self) -> None: ...
 
     def upstream_resume_writing(self) -> None: ...
@@ -67,6 +69,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._reading_paused = False
         self._head_only = False
         self._headers: hdr.Headers = []
+        self._chunked = False
+        self._has_length = False
         self._reason = ""
         self._interim = False
         self._headers_done = False
@@ -81,6 +85,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = sink
         self._head_only = head_only
         self._headers = []
+        self._chunked = self._has_length = False
         self._reason = ""
         self._interim = False
         self._headers_done = False
@@ -139,8 +144,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._got_bytes = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail(exc)
+        if self.sink is not None:
+            self.sink.upstream_flush()
         if self._renew_parser:
             self._renew_parser = False
             self._parser = httptools.HttpResponseParser(self)
@@ -176,6 +183,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason = reason.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 17 and name.lower() == b"transfer-encoding":
+            self._chunked = b"chunked" in value.lower()
+        elif len(name) == 14 and name.lower() == b"content-length":
+            self._has_length = True
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -186,9 +197,9 @@ class UpstreamConnection(asyncio.Protocol):
         headers = self._headers
         if self._head_only or status in (204, 304) or status < 200:
             framing = "none"
-        elif hdr.has_token(headers, "transfer-encoding", "chunked"):
+        elif self._chunked:
             framing = "chunked"
-        elif hdr.get(headers, "content-length") is not None:
+        elif self._has_length:
             framing = "length"
         else:
             framing = "close"
@@ -209,6 +220,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self._interim:
             self._interim = False
             self._headers = []
+            self._chunked = self._has_length = False
             self._reason = ""
             return
         if self._head_only:
@@ -219,7 +231,6 @@ class UpstreamConnection(asyncio.Protocol):
         sink, self.sink = self.sink, None
         if sink is not None:
             # The sink releases or closes us; a backend that will close is never reused.
-            self.sink = None
             sink.upstream_done(keep_alive and not self.closed)
 
     def _fail(self, exc: BaseException) -> None:
@@ -243,6 +254,7 @@ class UpstreamPool:
         self._wanted: frozenset[Key] | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def acquire(self, key: Key) -> UpstreamConnection | None:
         """An idle live connection to ``key`` (most recently used first), or None."""
@@ -279,7 +291,9 @@ class UpstreamPool:
         if len(idle) >= self.max_idle:
             conn.close()
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        conn.idle_since = self._loop.time()
         idle.append(conn)
         if self._sweeper is None:
             self._schedule_sweep()

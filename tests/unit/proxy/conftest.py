@@ -12,7 +12,6 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-import httptools
 import pytest_asyncio
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -84,29 +83,12 @@ class Response:
         return [v for n, v in self.headers if n.lower() == name.lower()]
 
 
-class _Collect:
-    def __init__(self, resp: Response, keep_body: bool) -> None:
-        self.resp, self.keep_body, self.size = resp, keep_body, 0
-        self.parts: list[bytes] = []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.resp.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-    def on_body(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.keep_body:
-            self.parts.append(data)
-
-    def on_message_complete(self) -> None:
-        self.resp.complete = True
-
-
 class Client:
     """A keep-alive HTTP/1.1 client over one raw connection (reads one response at a time)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
-        self.buffer = b""
+        self.body_size = 0
 
     @classmethod
     async def open(cls, port: int, **kw) -> Client:
@@ -128,30 +110,55 @@ class Client:
         return await self.read_response(head_only=head_only or method == "HEAD")
 
     async def read_response(self, *, head_only: bool = False, keep_body: bool = True) -> Response:
+        """One response; ``complete`` is False when the body was cut off (or no head came)."""
         resp = Response()
-        sink = _Collect(resp, keep_body)
-        done_head = asyncio.Event()
-        sink.on_headers_complete = done_head.set  # type: ignore[attr-defined]
-        parser = httptools.HttpResponseParser(sink)
-        data, self.buffer = self.buffer, b""
-        while True:
-            if data:
-                try:
-                    parser.feed_data(data)
-                except httptools.HttpParserUpgrade:
-                    pass
-            if resp.complete or (head_only and done_head.is_set()):
-                break
-            data = await self.reader.read(1 << 16)
-            if not data:
-                break
-        resp.status = parser.get_status_code() if done_head.is_set() else 0
-        resp.body = b"".join(sink.parts)
-        self.body_size = sink.size
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return resp
+        first, *lines = head.decode("latin-1").split("\r\n")
+        resp.status = int(first.split(" ")[1])
+        resp.headers = [(n.strip(), v.strip()) for n, _, v in
+                        (line.partition(":") for line in lines if line)]
+        parts: list[bytes] = []
+        self.body_size = 0
+
+        def take(data: bytes) -> None:
+            self.body_size += len(data)
+            if keep_body:
+                parts.append(data)
+
+        try:
+            if head_only or resp.status in (204, 304) or resp.status < 200:
+                pass
+            elif "chunked" in (resp.header("Transfer-Encoding") or "").lower():
+                while True:
+                    size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                    if size == 0:
+                        await self.reader.readuntil(b"\r\n")
+                        break
+                    take(await self.reader.readexactly(size))
+                    await self.reader.readexactly(2)
+            elif resp.header("Content-Length") is not None:
+                left = int(resp.header("Content-Length") or 0)
+                while left:
+                    data = await self.reader.read(min(left, 1 << 20))
+                    if not data:
+                        raise asyncio.IncompleteReadError(b"", left)
+                    take(data)
+                    left -= len(data)
+            else:
+                while data := await self.reader.read(1 << 20):
+                    take(data)
+            resp.complete = True
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        resp.body = b"".join(parts)
         return resp
 
     async def closed(self, timeout: float = 5.0) -> bool:
-        """Does the server close the connection (EOF or reset) within ``timeout``?"""
+        """Does the server close the connection (EOF or reset) within ``timeout``?
+        The client is closed afterwards either way."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -162,6 +169,8 @@ class Client:
             return True
         except TimeoutError:
             return False
+        finally:
+            await self.close()
 
     async def close(self) -> None:
         self.writer.close()
@@ -223,8 +232,17 @@ class EchoBackend:
 async def raw_backend(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]
                       ) -> tuple[asyncio.Server, int]:
     """A raw asyncio backend for misbehaving-server cases; returns (server, port)."""
+
+    async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)  # type: ignore[misc]
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
     port = free_port()
-    server = await asyncio.start_server(handler, "127.0.0.1", port)
+    server = await asyncio.start_server(wrapped, "127.0.0.1", port)
     return server, port
 
 

@@ -1,0 +1,398 @@
+"""Bounded load test of rauta's proxy on loopback, side by side with baselines.
+
+Role: start 1-4 tiny backends (nginx ``return 200`` servers when nginx is installed, else
+raw asyncio ones in a child process), the rauta proxy in its own process, and drive each
+target for ``--duration`` seconds with ``wrk`` (or, without wrk, an asyncio keep-alive
+client): the backends directly (baseline), rauta, and nginx as a proxy with upstream
+keep-alive when installed. Prints req/s, p99 and ratios from the same run, since
+absolute figures on this machine vary by about ±25% between runs.
+
+``--stream-mib N`` also pushes an N MiB download and an N MiB upload through rauta and
+reports the proxy process's peak RSS growth (``--stream-mib 1024`` is the 1 GiB check).
+
+Rules: everything binds 127.0.0.1; every child process is stopped on exit; the run is
+bounded (each phase lasts ``--duration`` s, the stream check has a timeout). With two or
+more CPUs and ``taskset`` present, the proxy under test runs on CPU 0 and the load
+generator and backends on CPU 1 (as in shared/reference/performance.md).
+
+Usage: ``.venv/bin/python bench/bench_proxy.py [--duration 10] [--connections 64]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def pin(cpu: int | None) -> list[str]:
+    if cpu is None or not shutil.which("taskset") or (os.cpu_count() or 1) < 2:
+        return []
+    return ["taskset", "-c", str(cpu)]
+
+
+# ---------------------------------------------------------------------- child processes
+
+
+async def serve_backends(ports: list[int], stream_bytes: int) -> None:
+    """Raw asyncio backends: ``/`` answers "ok"; ``/big`` streams ``stream_bytes``;
+    any request body is read and discarded (answering with its size)."""
+    import httptools
+
+    class Backend(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.t = transport
+            self.p = httptools.HttpRequestParser(self)
+            self.url = b""
+            self.size = 0
+
+        def data_received(self, data: bytes) -> None:
+            self.p.feed_data(data)
+
+        def on_url(self, url: bytes) -> None:
+            self.url = url
+            self.size = 0
+
+        def on_body(self, data: bytes) -> None:
+            self.size += len(data)
+
+        def on_message_complete(self) -> None:
+            if self.url == b"/big":
+                asyncio.get_running_loop().create_task(self.stream())
+            elif self.size:
+                body = str(self.size).encode()
+                self.t.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"  # type: ignore[attr-defined]
+                             % (len(body), body))
+            else:
+                self.t.write(OK_RESPONSE)  # type: ignore[attr-defined]
+
+        async def stream(self) -> None:
+            self.t.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"  # type: ignore[attr-defined]
+                         % stream_bytes)
+            block = b"x" * (1 << 20)
+            left = stream_bytes
+            while left > 0:
+                n = min(left, len(block))
+                self.t.write(block[:n])  # type: ignore[attr-defined]
+                left -= n
+                while self.t.get_write_buffer_size() > (4 << 20):  # type: ignore[attr-defined]
+                    await asyncio.sleep(0.001)
+
+    loop = asyncio.get_running_loop()
+    for port in ports:
+        await loop.create_server(Backend, "127.0.0.1", port, reuse_address=True, backlog=1024)
+    await asyncio.Event().wait()
+
+
+async def serve_proxy(port: int, upstreams: list[int]) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from rauta.model.config import (
+        Backend,
+        Endpoint,
+        ListenerRoutes,
+        Match,
+        PathMatch,
+        PortConfig,
+        RouterConfig,
+        Rule,
+    )
+    from rauta.proxy import Proxy
+
+    eps = tuple(Endpoint(address="127.0.0.1", port=p) for p in sorted(upstreams))
+    rule = Rule(route="bench/r", rule_index=0, match_index=0, hostname="",
+                match=Match(path=PathMatch(type="PathPrefix", value="/")),
+                backends=(Backend(name="bench/svc:80", weight=1, endpoints=eps),))
+    cfg = RouterConfig(ports=(PortConfig(port=port, protocol="HTTP", listeners=(
+        ListenerRoutes(gateway="bench/gw", listener="http", hostname="", rules=(rule,)),)),))
+    proxy = Proxy(registry=CollectorRegistry(), drain_seconds=0.0)
+    applied = await proxy.apply(cfg)
+    if applied.failed:
+        raise SystemExit(f"proxy failed: {applied.failed}")
+    gc.collect()
+    gc.freeze()  # performance.md: freezing start-up objects cuts GC work on the hot path
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await proxy.close(0.0)
+
+
+NGINX_MAIN = """worker_processes 1;
+pid {tmp}/nginx-{name}.pid;
+error_log {tmp}/error-{name}.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  keepalive_requests 1000000;
+{servers}
+}}
+"""
+
+
+def start_nginx(tmp: Path, name: str, servers: str, cpu: int | None) -> subprocess.Popen:
+    conf = tmp / f"nginx-{name}.conf"
+    conf.write_text(NGINX_MAIN.format(tmp=tmp, name=name, servers=servers))
+    return subprocess.Popen([*pin(cpu), "nginx", "-p", str(tmp), "-c", str(conf),
+                             "-g", "daemon off;"], stderr=subprocess.DEVNULL)
+
+
+def nginx_backends(ports: list[int]) -> str:
+    return "\n".join(f"  server {{ listen 127.0.0.1:{p}; location / {{ return 200 'ok'; }} }}"
+                     for p in ports)
+
+
+def nginx_proxy(port: int, upstreams: list[int]) -> str:
+    servers = " ".join(f"server 127.0.0.1:{p};" for p in upstreams)
+    return (f"  upstream be {{ {servers} keepalive 128; }}\n"
+            f"  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://be; "
+            f"proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}")
+
+
+# ---------------------------------------------------------------------- load generation
+
+
+def run_wrk(port: int, duration: float, conns: int, threads: int,
+            cpu: int | None) -> tuple[float, str]:
+    out = subprocess.run(
+        [*pin(cpu), "wrk", f"-t{threads}", f"-c{conns}", f"-d{max(1, int(duration))}s",
+         "--latency", f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, timeout=duration + 30).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"\s99%\s+(\S+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if errors:
+        print(f"    wrk reported: {errors.group(0)}")
+    return (float(rps.group(1)) if rps else 0.0), (p99.group(1) if p99 else "?")
+
+
+async def _py_load(port: int, duration: float, conns: int) -> float:
+    count = 0
+    req = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    deadline = time.monotonic() + duration
+
+    async def worker() -> None:
+        nonlocal count
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while time.monotonic() < deadline:
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            count += 1
+        writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(conns)))
+    return count / duration
+
+
+def run_load(port: int, args: argparse.Namespace) -> tuple[float, str]:
+    if shutil.which("wrk"):
+        return run_wrk(port, args.duration, args.connections, args.threads, args.load_cpu)
+    return asyncio.run(_py_load(port, args.duration, args.connections)), "?"
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo.extend(p for p, (ppid, _) in stats.items() if ppid == current)
+    return total
+
+
+def measured(proc: subprocess.Popen, port: int, args: argparse.Namespace
+             ) -> tuple[float, str, float]:
+    """(req/s, p99, CPU µs per request of ``proc``'s process tree) for one load run."""
+    before = tree_cpu(proc.pid)
+    rps, p99 = run_load(port, args)
+    used = tree_cpu(proc.pid) - before
+    return rps, p99, (used / (rps * args.duration) * 1e6 if rps else 0.0)
+
+
+# ---------------------------------------------------------------------- stream check
+
+
+def vm_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _stream(port: int, size: int) -> tuple[int, int]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: bench\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n", 1)[0], head
+    got = 0
+    while got < size:
+        data = await reader.read(1 << 20)
+        if not data:
+            break
+        got += len(data)
+    writer.write(b"POST /up HTTP/1.1\r\nHost: bench\r\nContent-Length: %d\r\n\r\n" % size)
+    block = b"y" * (1 << 20)
+    left = size
+    while left > 0:
+        writer.write(block[: min(left, len(block))])
+        left -= min(left, len(block))
+        await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+    echoed = int(await reader.readexactly(length))
+    writer.close()
+    return got, echoed
+
+
+def stream_check(proxy: subprocess.Popen, port: int, mib: int) -> None:
+    size = mib << 20
+    before = vm_kib(proxy.pid, "VmRSS")
+    t0 = time.monotonic()
+    got, echoed = asyncio.run(asyncio.wait_for(_stream(port, size), timeout=600))
+    secs = time.monotonic() - t0
+    peak = vm_kib(proxy.pid, "VmHWM")
+    ok = got == size and echoed == size
+    print(f"stream {mib} MiB down + {mib} MiB up through rauta: {'ok' if ok else 'FAILED'} "
+          f"in {secs:.1f}s ({2 * size / secs / 1e6:.0f} MB/s); proxy RSS before {before // 1024} "
+          f"MiB, peak {peak // 1024} MiB (growth {(peak - before) // 1024} MiB)")
+
+
+# ---------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--backends", type=int, default=2, choices=range(1, 5))
+    ap.add_argument("--no-nginx", action="store_true", help="never use nginx")
+    ap.add_argument("--no-pin", action="store_true", help="no taskset CPU pinning")
+    ap.add_argument("--stream-mib", type=int, default=0)
+    ap.add_argument("--serve-backends", help=argparse.SUPPRESS)
+    ap.add_argument("--serve-proxy", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--upstreams", help=argparse.SUPPRESS)
+    ap.add_argument("--stream-bytes", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.serve_backends:
+        ports = [int(p) for p in args.serve_backends.split(",")]
+        asyncio.run(serve_backends(ports, args.stream_bytes))
+        return
+    if args.serve_proxy:
+        asyncio.run(serve_proxy(args.serve_proxy, [int(p) for p in args.upstreams.split(",")]))
+        return
+
+    two_cpus = ((os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+                and not args.no_pin)
+    proxy_cpu, args.load_cpu = (0, 1) if two_cpus else (None, None)
+    use_nginx = shutil.which("nginx") is not None and not args.no_nginx
+    me = [sys.executable, str(Path(__file__).resolve())]
+    children: list[subprocess.Popen] = []
+    tmp = Path(tempfile.mkdtemp(prefix="rauta-bench-"))
+    try:
+        ports = [free_port() for _ in range(args.backends)]
+        if use_nginx:
+            children.append(start_nginx(tmp, "backends", nginx_backends(ports), args.load_cpu))
+        else:
+            children.append(subprocess.Popen([*pin(args.load_cpu), *me, "--serve-backends",
+                                              ",".join(map(str, ports))]))
+        stream_ports: list[int] = []
+        if args.stream_mib:
+            stream_ports = [free_port()]
+            children.append(subprocess.Popen([*me, "--serve-backends", str(stream_ports[0]),
+                                              "--stream-bytes", str(args.stream_mib << 20)]))
+        for p in ports + stream_ports:
+            wait_port(p)
+        rauta_port, stream_proxy_port = free_port(), free_port()
+        rauta = subprocess.Popen([*pin(proxy_cpu), *me, "--serve-proxy", str(rauta_port),
+                                  "--upstreams", ",".join(map(str, ports))])
+        children.append(rauta)
+        wait_port(rauta_port)
+        tool = "wrk" if shutil.which("wrk") else "asyncio client"
+        print(f"load: {tool}, {args.connections} connections, {args.duration:.0f}s per target; "
+              f"{args.backends} {'nginx' if use_nginx else 'asyncio'} backend(s); "
+              f"{'proxy on CPU 0, load+backends on CPU 1' if two_cpus else 'no CPU pinning'}")
+        results: dict[str, tuple[float, str, float]] = {}
+        results["direct (baseline)"] = (*run_load(ports[0], args), 0.0)
+        if use_nginx:
+            nginx_port = free_port()
+            nginx = start_nginx(tmp, "proxy", nginx_proxy(nginx_port, ports), proxy_cpu)
+            children.append(nginx)
+            wait_port(nginx_port)
+            results["nginx proxy (1 worker)"] = measured(nginx, nginx_port, args)
+        results["rauta proxy"] = measured(rauta, rauta_port, args)
+        base = results["direct (baseline)"][0] or 1.0
+        ref = results.get("nginx proxy (1 worker)", (0.0, "", 0.0))[0]
+        print(f"{'target':<24}{'req/s':>10}{'p99':>10}{'/direct':>9}{'/nginx':>8}"
+              f"{'proxy CPU us/req':>18}")
+        for name, (rps, p99, cpu) in results.items():
+            vs_nginx = f"{rps / ref:.2f}" if ref else "-"
+            cpu_text = f"{cpu:.0f}" if cpu else "-"
+            print(f"{name:<24}{rps:>10.0f}{p99:>10}{rps / base:>9.2f}{vs_nginx:>8}{cpu_text:>18}")
+        print(f"load average during the run: {os.getloadavg()[0]:.2f} "
+              f"(other work on this machine skews req/s; CPU us/req is the steadier figure)")
+        if args.stream_mib:
+            sp = subprocess.Popen([*me, "--serve-proxy", str(stream_proxy_port),
+                                   "--upstreams", str(stream_ports[0])])
+            children.append(sp)
+            wait_port(stream_proxy_port)
+            stream_check(sp, stream_proxy_port, args.stream_mib)
+    finally:
+        for child in reversed(children):
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
