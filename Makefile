@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test venv lint typecheck unit demo goldens bench clean
+.PHONY: test venv lint typecheck unit quickstart goldens bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,9 +28,10 @@ test: lint typecheck
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-# The main job on the embedded default: translate the example Gateway API set.
-demo: $(STAMP)
-	$(BIN)/rauta translate examples/quickstart.yaml
+# The main job on the embedded default: demo backends + rauta serve on the example
+# Gateway/HTTPRoute set (rauta/examples/quickstart.yaml); prints curl lines; Ctrl-C stops.
+quickstart: $(STAMP)
+	$(BIN)/rauta quickstart
 
 goldens: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit/test_golden.py --update-goldens

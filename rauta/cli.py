@@ -82,6 +82,22 @@ def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file:
     sys.exit(code)
 
 
+@main.command("quickstart")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="Where to write the editable example config (default: a temp dir).")
+@click.option("--port", default=8080, show_default=True, help="Listener port (or a free one).")
+@click.option("--admin-port", default=9901, show_default=True)
+def quickstart_cmd(directory: str | None, port: int, admin_port: int) -> None:
+    """Start demo backends and serve an example Gateway/HTTPRoute set on loopback."""
+    import asyncio
+    from pathlib import Path
+
+    from rauta.quickstart import quickstart
+
+    setup_logging(False)
+    sys.exit(asyncio.run(quickstart(Path(directory) if directory else None, port, admin_port)))
+
+
 @main.command("replay")
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-v", "--verbose", is_flag=True, help="Log what the controller does.")
