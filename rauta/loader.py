@@ -22,7 +22,10 @@ from rauta.model.resources import Resource, ResourceError, parse_object
 from rauta.model.snapshot import Snapshot, key_of
 
 
-class KubeYAMLLoader(yaml.SafeLoader):
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~7x faster
+
+
+class KubeYAMLLoader(_BaseLoader):  # type: ignore[misc,valid-type]
     """SafeLoader that keeps timestamps as text, as Kubernetes does (no datetime objects)."""
 
 

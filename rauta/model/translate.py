@@ -23,6 +23,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +116,10 @@ def _path_mod(p: HTTPPathModifier | None, matches: tuple[HTTPRouteMatch, ...]
     return cfg.PathModifier(type="ReplacePrefixMatch", value=p.replace_prefix_match)
 
 
+@functools.lru_cache(maxsize=65536)
 def _match(m: HTTPRouteMatch) -> cfg.Match:
+    """Compile one match (memoised: pure, and most matches survive from one translate to
+    the next; an invalid match raises and is never cached)."""
     path = m.path
     value = path.value
     if path.type == "RegularExpression":
