@@ -21,7 +21,6 @@ import yaml
 from rauta.model.resources import Resource, ResourceError, parse_object
 from rauta.model.snapshot import Snapshot, key_of
 
-
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~7x faster
 
 
