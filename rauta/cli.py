@@ -98,6 +98,57 @@ def quickstart_cmd(directory: str | None, port: int, admin_port: int) -> None:
     sys.exit(asyncio.run(quickstart(Path(directory) if directory else None, port, admin_port)))
 
 
+@main.command("controller")
+@click.option("--kubeconfig", default=None, type=click.Path(exists=True),
+              help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
+@click.option("--namespace", default=None, help="Watch only this namespace.")
+@click.option("--admin", default="127.0.0.1:9901", show_default=True)
+@click.option("--listen-host", default="0.0.0.0", show_default=True,
+              help="Address the proxy's listeners bind to.")
+@click.option("--gateway-address", "addresses", multiple=True,
+              help="Address written to Gateway status.addresses (repeatable).")
+@click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True)
+@click.option("--lease-namespace", default="default", show_default=True)
+@click.option("--lease-name", default="rauta-controller", show_default=True)
+@click.option("--lease-duration", default=15.0, show_default=True)
+@click.option("--identity", default=None, help="Leader election identity (default host-pid).")
+@click.option("--hash-on", default="flow", show_default=True)
+@click.option("-v", "--verbose", is_flag=True)
+def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, listen_host: str,
+                   addresses: tuple[str, ...], controller_name: str, lease_namespace: str,
+                   lease_name: str, lease_duration: float, identity: str | None, hash_on: str,
+                   verbose: bool) -> None:
+    """Run as a Gateway API controller against a Kubernetes API server."""
+    import asyncio
+
+    from rauta.controller import run_controller
+
+    setup_logging(verbose)
+    sys.exit(asyncio.run(run_controller(
+        kubeconfig=kubeconfig, admin=admin, namespace=namespace, controller_name=controller_name,
+        listen_host=listen_host, addresses=list(addresses), lease_namespace=lease_namespace,
+        lease_name=lease_name, lease_duration=lease_duration, identity=identity,
+        hash_on=hash_on)))
+
+
+@main.command("record")
+@click.option("--kubeconfig", default=None, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--namespace", default=None)
+@click.option("--duration", default=None, type=float, help="Stop after this many seconds.")
+def record_cmd(kubeconfig: str | None, out: str, namespace: str | None,
+               duration: float | None) -> None:
+    """Record the API server's watch events into a scenario file (Secret data redacted)."""
+    import asyncio
+    from pathlib import Path
+
+    from rauta.controller import record
+
+    setup_logging(False)
+    sys.exit(asyncio.run(record(kubeconfig=kubeconfig, out=Path(out), namespace=namespace,
+                                duration=duration)))
+
+
 @main.command("replay")
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-v", "--verbose", is_flag=True, help="Log what the controller does.")

@@ -128,9 +128,10 @@ class Reconciler:
             self._mark_dirty()
         return changed
 
-    def replace_all(self, objects: Iterable[Mapping[str, Any]]) -> int:
+    def replace_all(self, objects: Iterable[Mapping[str, Any]],
+                    kinds: Iterable[str] | None = None) -> int:
         """A full listing (re-list, file reload): only real differences are applied."""
-        changed = len(self.store.replace_all(objects))
+        changed = len(self.store.replace_all(objects, kinds))
         self._log_errors()
         if changed:
             self._mark_dirty()

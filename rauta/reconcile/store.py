@@ -107,14 +107,19 @@ class ObjectStore:
         self._snapshot = None
         return True
 
-    def diff(self, objects: Iterable[Mapping[str, Any]]) -> list[Event]:
-        """The events that turn the store into exactly ``objects`` (a re-list)."""
+    def diff(self, objects: Iterable[Mapping[str, Any]],
+             kinds: Iterable[str] | None = None) -> list[Event]:
+        """The events that turn the store into exactly ``objects`` (a re-list).
+
+        With ``kinds``, only objects of those kinds are compared (a re-list of one watch).
+        """
+        scope = set(kinds) if kinds is not None else set(KINDS)
         incoming: dict[Key, Mapping[str, Any]] = {}
         for obj in objects:
-            if raw_key(obj)[0] in KINDS:
+            if raw_key(obj)[0] in scope:
                 incoming[raw_key(obj)] = obj
         events: list[Event] = []
-        for key in sorted(self.raw.keys() - incoming.keys()):
+        for key in sorted(k for k in self.raw.keys() - incoming.keys() if k[0] in scope):
             events.append(Event("DELETED", self.raw[key]))
         for key in sorted(incoming):
             old = self.raw.get(key)
@@ -124,13 +129,14 @@ class ObjectStore:
                 events.append(Event("MODIFIED", incoming[key]))
         # Objects that never parsed and are gone now: forget their errors.
         for key in list(self.errors):
-            if key not in incoming:
+            if key[0] in scope and key not in incoming:
                 del self.errors[key]
         return events
 
-    def replace_all(self, objects: Iterable[Mapping[str, Any]]) -> list[Event]:
-        """Apply a full listing; returns the events that really changed something."""
-        changed = [ev for ev in self.diff(objects) if self.apply(ev)]
+    def replace_all(self, objects: Iterable[Mapping[str, Any]],
+                    kinds: Iterable[str] | None = None) -> list[Event]:
+        """Apply a full listing (of ``kinds``, default all); returns the real changes."""
+        changed = [ev for ev in self.diff(objects, kinds) if self.apply(ev)]
         return changed
 
     def snapshot(self) -> Snapshot:

@@ -1,0 +1,214 @@
+"""``rauta controller`` and ``rauta record``: rauta against a real Kubernetes API server.
+
+Role: wire one ``Watcher`` per kind into the same Reconciler and Proxy that ``rauta serve``
+uses, with the Kubernetes status sink, leader election and the admin server; and record
+watch events into the scenario format.
+
+Rules:
+- Nothing is reconciled until every watch has listed once, so the first statuses are
+  computed from a complete picture (no BackendNotFound flash before Services arrive).
+- Every replica serves traffic from its own watches; only the Lease holder writes status.
+- Fail static: when the API server is unreachable the proxy keeps the last applied config;
+  ``/readyz`` and ``rauta_apiserver_connected`` show the disconnection; watches resume (or
+  re-list) on their own when it returns.
+- ``record`` redacts Secret data and writes events exactly as the watches delivered them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client import CollectorRegistry, Gauge
+
+from rauta.admin import admin_app, start_admin
+from rauta.model.graph import DEFAULT_CONTROLLER
+from rauta.proxy.manager import Proxy
+from rauta.reconcile.kube import GW, KINDS, ApiError, Kind, KubeClient, Watcher
+from rauta.reconcile.kubesink import KubeStatusSink
+from rauta.reconcile.leader import LeaderElector
+from rauta.reconcile.reconciler import Reconciler
+from rauta.reconcile.store import Event
+
+log = logging.getLogger("rauta.controller")
+
+
+async def served_kinds(client: KubeClient) -> dict[str, Kind]:
+    """The kinds to watch, with ReferenceGrant at v1 when served, else v1beta1."""
+    kinds = dict(KINDS)
+    try:
+        group = await client.request("GET", f"/apis/{GW}")
+        versions = {v.get("version") for v in group.get("versions") or ()}
+        if "v1" in versions:
+            res = await client.request("GET", f"/apis/{GW}/v1")
+            if any(r.get("name") == "referencegrants" for r in res.get("resources") or ()):
+                kinds["ReferenceGrant"] = Kind("ReferenceGrant", f"{GW}/v1", "referencegrants")
+    except ApiError as exc:
+        log.warning("discovery of %s failed (%s); using defaults", GW, exc)
+    return kinds
+
+
+class Controller:
+    def __init__(self, client: KubeClient, *, namespace: str | None = None,
+                 controller_name: str = DEFAULT_CONTROLLER, listen_host: str = "127.0.0.1",
+                 addresses: list[str] | None = None, lease_namespace: str = "default",
+                 lease_name: str = "rauta-controller", identity: str | None = None,
+                 lease_duration: float = 15.0, hash_on: str = "flow",
+                 registry: CollectorRegistry | None = None) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.registry = registry or CollectorRegistry()
+        self.proxy = Proxy(host=listen_host, registry=self.registry, hash_on=hash_on)
+        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
+        self.elector = LeaderElector(client, namespace=lease_namespace, name=lease_name,
+                                     identity=self.identity, lease_duration=lease_duration,
+                                     renew_deadline=lease_duration * 2 / 3,
+                                     retry_period=max(0.2, lease_duration / 7.5),
+                                     on_started_leading=self._on_leading)
+        self.sink = KubeStatusSink(
+            client, controller_name=controller_name, is_leader=self.elector.is_leader,
+            addresses=[{"type": "IPAddress", "value": a} for a in addresses or []])
+        self.reconciler = Reconciler(self.proxy, self.sink, controller_name=controller_name)
+        self.watchers: list[Watcher] = []
+        self.connected = Gauge("rauta_apiserver_connected",
+                               "1 when every watch is connected to the API server",
+                               registry=self.registry)
+        self.synced = asyncio.Event()
+
+    async def _on_leading(self) -> None:
+        await self.synced.wait()
+        await self.sink.resync()
+
+    def not_ready(self) -> str | None:
+        down = [w.kind.kind for w in self.watchers if not w.connected]
+        self.connected.set(0 if down else 1)
+        if not self.synced.is_set():
+            return "initial list of the API server not complete"
+        return f"disconnected from the API server ({', '.join(down)})" if down else None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        kinds = await served_kinds(self.client)
+        for kind in kinds.values():
+            ns = None if not kind.namespaced else self.namespace
+            w = Watcher(self.client, kind, namespace=ns,
+                        on_event=lambda ev: self.reconciler.submit([ev]),
+                        on_relist=lambda items, k=kind.kind: self.reconciler.replace_all(
+                            items, kinds=[k]))
+            self.watchers.append(w)
+        tasks = [asyncio.create_task(w.run(), name=f"watch-{w.kind.kind}")
+                 for w in self.watchers]
+        tasks.append(asyncio.create_task(self.elector.run(), name="leader-election"))
+        tasks.append(asyncio.create_task(self._gauge(), name="connected-gauge"))
+        while not all(w.relists for w in self.watchers):
+            if stop.is_set():
+                break
+            await asyncio.sleep(0.02)
+        self.synced.set()
+        tasks.append(asyncio.create_task(self.reconciler.run(), name="reconciler"))
+        self.reconciler._mark_dirty()  # reconcile the initial picture even if it is empty
+        await stop.wait()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _gauge(self) -> None:
+        while True:
+            self.not_ready()
+            await asyncio.sleep(1)
+
+
+async def run_controller(*, kubeconfig: str | None, admin: str, **kwargs: Any) -> int:
+    client = await KubeClient.connect(kubeconfig)
+    ctl = Controller(client, **kwargs)
+    runner = await start_admin(admin_app(ctl.reconciler, ctl.registry,
+                                         not_ready=ctl.not_ready), admin)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await ctl.run(stop)
+    finally:
+        await ctl.proxy.close(5.0)
+        await runner.cleanup()
+        await client.close()
+    return 0
+
+
+def redact(obj: dict[str, Any]) -> dict[str, Any]:
+    if obj.get("kind") != "Secret":
+        return obj
+    out = dict(obj)
+    for field in ("data", "stringData"):
+        if isinstance(out.get(field), dict):
+            out[field] = {k: "UkVEQUNURUQ=" for k in out[field]}  # base64("REDACTED")
+    meta = dict(out.get("metadata") or {})
+    meta.pop("managedFields", None)
+    out["metadata"] = meta
+    return out
+
+
+def _clean(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = dict(obj.get("metadata") or {})
+    meta.pop("managedFields", None)
+    return redact({**obj, "metadata": meta})
+
+
+async def record(*, kubeconfig: str | None, out: Path, namespace: str | None = None,
+                 duration: float | None = None, batch_seconds: float = 0.5) -> int:
+    """Record watch events as a scenario: the initial listing, then one step per batch."""
+    client = await KubeClient.connect(kubeconfig)
+    steps: list[dict[str, Any]] = []
+    pending: list[Event] = []
+    initial: list[dict[str, Any]] = []
+
+    def write() -> None:
+        doc = {"name": f"recorded from the API server ({out.name})",
+               "description": "Recorded by rauta record; Secret data redacted.",
+               "steps": steps}
+        out.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    kinds = await served_kinds(client)
+    watchers = [Watcher(client, k, namespace=None if not k.namespaced else namespace,
+                        on_event=pending.append, on_relist=initial.extend)
+                for k in kinds.values()]
+    tasks = [asyncio.create_task(w.run()) for w in watchers]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+    while not all(w.relists for w in watchers) and not stop.is_set():
+        await asyncio.sleep(0.02)
+    steps.append({"name": "initial listing",
+                  "events": [{"type": "ADDED", "object": _clean(o)} for o in initial]})
+    initial.clear()
+    write()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), batch_seconds)
+        batch, pending[:] = list(pending), []
+        if initial:  # a re-list happened: record it as a full state step
+            batch = [Event("ADDED", o) for o in initial] + batch
+            initial.clear()
+        if batch:
+            steps.append({"name": f"events {len(steps)}",
+                          "events": [{"type": e.type, "object": _clean(dict(e.object))}
+                                     for e in batch]})
+            write()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await client.close()
+    write()
+    return 0

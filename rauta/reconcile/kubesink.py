@@ -1,0 +1,128 @@
+"""The Kubernetes status sink: writes Gateway API status subresources, only when changed.
+
+Role: the controller's ``StatusSink``. It stamps the model's statuses against the live
+object's current status and writes the ``/status`` subresource.
+
+Rules:
+- Read the live object, build the new status with ``rauta.model.status`` (observedGeneration
+  set, lastTransitionTime kept for unchanged conditions, other controllers' HTTPRoute parent
+  entries kept), and write nothing when it equals the current status.
+- Writes are optimistic (PUT with the read resourceVersion); a 409 Conflict re-reads and
+  retries, a bounded number of times. A 404 (object deleted meanwhile) is not an error.
+- Only the leader writes. A non-leader keeps the latest desired status per object, so a
+  new leader can write everything at once (``resync``).
+- Gateway ``status.addresses`` come from configuration (``addresses``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rauta.model.status import (
+    GatewayClassStatus,
+    GatewayStatus,
+    RouteStatus,
+    gateway_class_status_dict,
+    gateway_status_dict,
+    merge_route_parents,
+)
+from rauta.reconcile.kube import KINDS, ApiError, KubeClient
+from rauta.reconcile.reconciler import StatusChanges
+
+log = logging.getLogger("rauta.status")
+Key = tuple[str, str, str]
+AnyStatus = GatewayClassStatus | GatewayStatus | RouteStatus
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class KubeStatusSink:
+    def __init__(self, client: KubeClient, *, controller_name: str,
+                 is_leader: Callable[[], bool] = lambda: True,
+                 addresses: list[Mapping[str, str]] | None = None,
+                 clock: Callable[[], str] = utc_now, retries: int = 5) -> None:
+        self.client = client
+        self.controller_name = controller_name
+        self.is_leader = is_leader
+        self.addresses = list(addresses or [])
+        self.clock = clock
+        self.retries = retries
+        self.desired: dict[Key, AnyStatus] = {}
+        self.writes = 0
+        self.skipped = 0
+        self.conflicts = 0
+        self._lock = asyncio.Lock()
+
+    @staticmethod
+    def key(st: AnyStatus) -> Key:
+        if isinstance(st, GatewayClassStatus):
+            return ("GatewayClass", "", st.name)
+        if isinstance(st, GatewayStatus):
+            return ("Gateway", st.namespace, st.name)
+        return ("HTTPRoute", st.namespace, st.name)
+
+    async def write(self, changes: StatusChanges) -> None:
+        items: list[AnyStatus] = [*changes.gateway_classes, *changes.gateways, *changes.routes]
+        for st in items:
+            self.desired[self.key(st)] = st
+        if self.is_leader():
+            await self._write_all(items)
+
+    async def resync(self) -> None:
+        """Write every desired status (after becoming leader); equal ones are skipped."""
+        await self._write_all(list(self.desired.values()))
+
+    async def _write_all(self, items: list[AnyStatus]) -> None:
+        async with self._lock:
+            for st in items:
+                try:
+                    await self._write_one(st)
+                except ApiError as exc:
+                    log.warning("status write for %s failed: %s", "/".join(self.key(st)), exc)
+
+    def _status(self, st: AnyStatus, current: Mapping[str, Any], now: str) -> dict[str, Any]:
+        if isinstance(st, GatewayClassStatus):
+            return {**current, **gateway_class_status_dict(st, current, now)}
+        if isinstance(st, GatewayStatus):
+            return {**current, **gateway_status_dict(st, current, now, self.addresses)}
+        parents = merge_route_parents(st, current.get("parents") or (), self.controller_name, now)
+        return {**current, "parents": parents}
+
+    async def _write_one(self, st: AnyStatus) -> None:
+        kind, ns, name = self.key(st)
+        ref = KINDS[kind]
+        path = ref.path(ns or None, name)
+        for _attempt in range(self.retries):
+            try:
+                obj = await self.client.request("GET", path)
+            except ApiError as exc:
+                if exc.status == 404:
+                    return  # deleted meanwhile: nothing to write
+                raise
+            if self.desired.get((kind, ns, name)) is not st:
+                return  # a newer desired status superseded this one
+            current = obj.get("status") or {}
+            new = self._status(st, current, self.clock())
+            if new == current:
+                self.skipped += 1
+                return
+            obj["status"] = new
+            try:
+                await self.client.request("PUT", ref.path(ns or None, name, "status"), body=obj)
+                self.writes += 1
+                return
+            except ApiError as exc:
+                if exc.status == 409:
+                    self.conflicts += 1
+                    continue
+                if exc.status == 404:
+                    return
+                raise
+        log.warning("status of %s/%s/%s: gave up after %d conflicts", kind, ns, name,
+                    self.retries)
