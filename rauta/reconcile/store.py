@@ -63,7 +63,7 @@ def tls_pair(obj: Mapping[str, Any]) -> tuple[bytes, bytes] | None:
     try:
         crt = string_data.get("tls.crt", "").encode() or base64.b64decode(data.get("tls.crt", ""))
         key = string_data.get("tls.key", "").encode() or base64.b64decode(data.get("tls.key", ""))
-    except (binascii.Error, ValueError, AttributeError):
+    except (binascii.Error, ValueError, AttributeError, TypeError):
         return None
     return (crt, key) if crt and key else None
 
@@ -102,7 +102,8 @@ class ObjectStore:
         self.errors.pop(key, None)
         self.raw[key] = obj
         if self.parsed.get(key) == parsed:
-            return False
+            # The model sees no change, but a Secret's key material may have rotated.
+            return key[0] == "Secret" and tls_pair(obj) != (tls_pair(old) if old else None)
         self.parsed[key] = parsed
         self._snapshot = None
         return True
