@@ -164,7 +164,12 @@ def replay_cmd(scenarios: tuple[str, ...], verbose: bool) -> None:
     failed = 0
     for name in scenarios:
         try:
-            report = asyncio.run(replay_text(Path(name).read_text(), name))
+            text = Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            click.echo(f"rauta: {name}: cannot read: {exc}", err=True)
+            sys.exit(2)
+        try:
+            report = asyncio.run(replay_text(text, name))
         except ScenarioError as exc:
             click.echo(f"rauta: {exc}", err=True)
             sys.exit(2)

@@ -143,6 +143,8 @@ class Step(Model):
 
 
 class Scenario(Model):
+    """A whole scenario; ``start``/``stop`` may only name declared backends."""
+
     name: str
     description: str = ""
     hash_on: str = "flow"  # the proxy's Maglev key (rauta serve --hash-on)
@@ -196,11 +198,20 @@ def load_scenario(text: str, placeholders: Placeholders, origin: str = "<scenari
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ScenarioError(f"{where}: invalid YAML: {problem}") from None
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except Exception as exc:  # pydantic.ValidationError: keep it to one line
         errors = getattr(exc, "errors", None)
         if callable(errors):
             err = errors()[0]
             loc = ".".join(str(p) for p in err["loc"])
-            raise ScenarioError(f"{origin}: {loc}: {err['msg']}") from None
+            where = f"{origin}: {loc}" if loc else origin
+            raise ScenarioError(f"{where}: {err['msg']}") from None
         raise ScenarioError(f"{origin}: {exc}") from None
+    declared = {b.name for b in scenario.backends}
+    for i, step in enumerate(scenario.steps):
+        for field, names in (("start", step.start), ("stop", step.stop)):
+            for name in names:
+                if name not in declared:
+                    raise ScenarioError(f"{origin}: steps.{i}.{field}: backend {name!r} is not "
+                                        "declared under backends")
+    return scenario

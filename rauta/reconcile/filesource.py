@@ -44,6 +44,8 @@ class FileSource:
             log.error("%s", exc)
             return 0
         current: dict[Path, list[Mapping[str, Any]]] = {}
+        for gone in set(self.errors) - set(files):
+            del self.errors[gone]  # a file that comes back invalid is reported again
         for path in files:
             try:
                 docs = load_documents(path)

@@ -100,8 +100,10 @@ class Reconciler:
 
     def __init__(self, proxy: ProxyLike, sink: StatusSink, *,
                  controller_name: str = DEFAULT_CONTROLLER,
-                 settle: float = 0.005, max_delay: float = 0.1) -> None:
+                 settle: float = 0.005, max_delay: float = 0.1,
+                 retry_delay: float = 1.0) -> None:
         self.proxy, self.sink = proxy, sink
+        self.retry_delay = retry_delay
         self.controller_name = controller_name
         self.settle, self.max_delay = settle, max_delay
         self.store = ObjectStore()
@@ -191,12 +193,15 @@ class Reconciler:
         if self.applied is None or desired.config != self.config or tls != self._tls:
             try:
                 applied = await self.proxy.apply(desired.config, tls)
+                self.config, self._tls = desired.config, tls
             except Exception as exc:
-                log.exception("the proxy failed to apply the configuration")
+                # Not applied: keep the old config as "applied" so the next pass retries.
+                log.exception("the proxy failed to apply the configuration; retrying in %.1fs",
+                              self.retry_delay)
                 applied = Applied(failed=tuple((p.port, f"apply failed: {exc}")
                                                for p in desired.config.ports))
+                asyncio.get_running_loop().call_later(self.retry_delay, self._mark_dirty)
             self.stats.applies += 1
-            self.config, self._tls = desired.config, tls
             if applied != self.applied:
                 self.applied = applied
                 desired = translate(snapshot, controller_name=self.controller_name,

@@ -1,0 +1,245 @@
+"""ObjectStore: equal writes are no-ops, invalid input keeps the last good version,
+re-lists turn into only the real differences, TLS Secrets are decoded aside."""
+
+from __future__ import annotations
+
+import base64
+import copy
+
+import pytest
+
+from rauta.reconcile.store import Event, ObjectStore, raw_key, tls_pair
+
+from . import endpoint_slice, gateway, gateway_class, route, service, world
+
+pytestmark = pytest.mark.timeout(10)
+
+CRT, KEY = b"-----BEGIN CERTIFICATE-----\nx\n", b"-----BEGIN PRIVATE KEY-----\ny\n"
+
+
+def loaded(*objs: dict) -> ObjectStore:
+    store = ObjectStore()
+    for obj in objs:
+        assert store.apply(Event("ADDED", obj))
+    return store
+
+
+def tls_secret(name: str = "cert", ns: str = "default", **body: object) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": ns}, **body}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# ---------------------------------------------------------------------- no-ops
+
+
+def test_equal_event_is_a_noop() -> None:
+    store = loaded(route())
+    snap = store.snapshot()
+    assert store.apply(Event("MODIFIED", route())) is False
+    assert store.apply(Event("ADDED", copy.deepcopy(route()))) is False
+    assert store.snapshot() is snap
+
+
+@pytest.mark.parametrize("noise", [
+    {"resourceVersion": "12345"},
+    {"managedFields": [{"manager": "kubectl", "operation": "Update"}]},
+])
+def test_metadata_noise_is_a_noop(noise: dict) -> None:
+    store = loaded(route())
+    noisy = route(**noise)
+    assert store.apply(Event("MODIFIED", noisy)) is False
+
+
+def test_status_only_change_is_a_noop() -> None:
+    store = loaded(route())
+    with_status = {**route(), "status": {"parents": [{
+        "parentRef": {"name": "gw"}, "controllerName": "other.io/ctl", "conditions": []}]}}
+    assert store.apply(Event("MODIFIED", with_status)) is False
+    assert store.errors == {}
+
+
+def test_real_change_is_applied() -> None:
+    store = loaded(route())
+    snap = store.snapshot()
+    assert store.apply(Event("MODIFIED", route(path="/api"))) is True
+    assert store.snapshot() is not snap
+    parsed = store.parsed[("HTTPRoute", "default", "web")]
+    assert parsed.spec.rules[0].matches[0].path.value == "/api"
+
+
+def test_delete_of_unknown_key_is_a_noop() -> None:
+    store = loaded(service())
+    snap = store.snapshot()
+    assert store.apply(Event("DELETED", route())) is False
+    assert store.snapshot() is snap
+
+
+def test_delete_removes_the_object() -> None:
+    store = loaded(service(), route())
+    assert store.apply(Event("DELETED", route())) is True
+    assert ("HTTPRoute", "default", "web") not in store.snapshot()
+    assert store.apply(Event("DELETED", route())) is False
+
+
+def test_unknown_kind_is_ignored() -> None:
+    store = ObjectStore()
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}
+    assert store.apply(Event("ADDED", cm)) is False
+    assert store.raw == {} and store.errors == {}
+
+
+def test_raw_key_defaults_namespace() -> None:
+    assert raw_key(gateway_class()) == ("GatewayClass", "", "rauta")
+    assert raw_key({"kind": "Service", "metadata": {"name": "s"}}) == ("Service", "default", "s")
+
+
+# ---------------------------------------------------------------------- invalid input
+
+
+def test_invalid_object_keeps_last_good_and_records_one_error() -> None:
+    store = loaded(route(path="/good"))
+    bad = route()
+    del bad["spec"]["rules"][0]["backendRefs"][0]["name"]  # required field
+    assert store.apply(Event("MODIFIED", bad)) is False
+    key = ("HTTPRoute", "default", "web")
+    assert store.parsed[key].spec.rules[0].matches[0].path.value == "/good"
+    assert store.raw[key] == route(path="/good")
+    assert list(store.errors) == [key]
+    err = store.errors[key]
+    assert "\n" not in err
+    assert "HTTPRoute default/web" in err
+    assert "spec.rules[0].backendRefs[0].name" in err
+    # The same bad object again: still one error, still the old object.
+    assert store.apply(Event("MODIFIED", bad)) is False
+    assert len(store.errors) == 1
+    # Fixed: the error goes away.
+    assert store.apply(Event("MODIFIED", route(path="/fixed"))) is True
+    assert store.errors == {}
+
+
+def test_invalid_new_object_never_enters_the_snapshot() -> None:
+    store = ObjectStore()
+    bad = gateway(80)
+    bad["spec"]["listeners"][0]["port"] = 0
+    assert store.apply(Event("ADDED", bad)) is False
+    assert len(store.snapshot()) == 0
+    assert "spec.listeners[0].port" in store.errors[("Gateway", "default", "gw")]
+
+
+def test_delete_clears_the_error_of_an_invalid_object() -> None:
+    store = ObjectStore()
+    bad = gateway(80)
+    bad["spec"]["listeners"] = []
+    store.apply(Event("ADDED", bad))
+    assert store.errors
+    store.apply(Event("DELETED", bad))
+    assert store.errors == {}
+
+
+# ---------------------------------------------------------------------- replace_all
+
+
+def test_replace_all_emits_only_real_differences() -> None:
+    objs = world()
+    store = ObjectStore()
+    first = store.replace_all(objs)
+    assert sorted(e.type for e in first) == ["ADDED"] * len(objs)
+    # Same listing (with noise) again: nothing.
+    noisy = copy.deepcopy(objs)
+    for o in noisy:
+        o["metadata"]["resourceVersion"] = "999"
+    assert store.replace_all(noisy) == []
+    # One modified, one deleted, one added.
+    new = [gateway_class(), gateway(18080), route(path="/v2"), service(),
+           service("other")]
+    events = store.replace_all(new)
+    got = sorted((e.type, raw_key(e.object)) for e in events)
+    assert got == [
+        ("ADDED", ("Service", "default", "other")),
+        ("DELETED", ("EndpointSlice", "default", "svc-1")),
+        ("MODIFIED", ("HTTPRoute", "default", "web")),
+    ]
+    assert set(store.snapshot().keys()) == {raw_key(o) for o in new}
+    assert store.replace_all(new) == []
+
+
+def test_replace_all_with_invalid_object_keeps_the_old_one() -> None:
+    store = ObjectStore()
+    store.replace_all([service(), route(path="/old")])
+    bad = route()
+    bad["spec"]["parentRefs"] = [{"name": ""}]
+    events = store.replace_all([service(), bad])
+    assert events == []
+    key = ("HTTPRoute", "default", "web")
+    assert store.parsed[key].spec.rules[0].matches[0].path.value == "/old"
+    assert key in store.errors
+
+
+def test_replace_all_forgets_errors_of_objects_gone() -> None:
+    store = ObjectStore()
+    bad = route()
+    bad["spec"]["rules"][0]["matches"][0]["path"]["type"] = "Nope"
+    store.replace_all([bad])
+    assert store.errors
+    store.replace_all([])
+    assert store.errors == {}
+
+
+# ---------------------------------------------------------------------- snapshot and tls
+
+
+def test_snapshot_is_cached_until_a_change() -> None:
+    store = loaded(service())
+    s1 = store.snapshot()
+    assert store.snapshot() is s1
+    store.apply(Event("MODIFIED", service()))  # equal: cache kept
+    assert store.snapshot() is s1
+    store.apply(Event("ADDED", endpoint_slice()))
+    s2 = store.snapshot()
+    assert s2 is not s1 and len(s2) == 2
+    assert store.snapshot() is s2
+
+
+def test_tls_decodes_data_and_string_data() -> None:
+    store = loaded(
+        tls_secret("a", data={"tls.crt": b64(CRT), "tls.key": b64(KEY)}),
+        tls_secret("b", ns="infra", stringData={"tls.crt": CRT.decode(), "tls.key": KEY.decode()}),
+    )
+    assert store.tls() == {"default/a": (CRT, KEY), "infra/b": (CRT, KEY)}
+    # Key material never enters the model.
+    parsed = store.parsed[("Secret", "default", "a")]
+    assert "BEGIN" not in parsed.model_dump_json()
+    assert parsed.data_keys == ("tls.crt", "tls.key")
+
+
+@pytest.mark.parametrize("body", [
+    {"data": {"tls.crt": "not base64!!", "tls.key": b64(KEY)}},
+    {"data": {"tls.crt": b64(CRT)}},  # no key
+    {"data": "not a mapping"},
+    {"stringData": {"tls.crt": 5, "tls.key": 6}},
+    {},
+])
+def test_tls_ignores_malformed_secrets(body: dict) -> None:
+    store = loaded(tls_secret("bad", **body),
+                   tls_secret("good", data={"tls.crt": b64(CRT), "tls.key": b64(KEY)}))
+    assert store.tls() == {"default/good": (CRT, KEY)}
+
+
+@pytest.mark.parametrize("value", [None, 5])
+def test_tls_ignores_non_string_data_values(value: object) -> None:
+    """Regression: b64decode raised TypeError for None/int values (YAML ``tls.crt:``)."""
+    assert tls_pair({"data": {"tls.crt": value, "tls.key": b64(KEY)}}) is None
+    store = loaded(tls_secret("bad", data={"tls.crt": value, "tls.key": b64(KEY)}))
+    assert store.tls() == {}
+
+
+def test_rotated_tls_secret_is_a_change() -> None:
+    """Regression: only key material changed, the parsed Secret is equal, yet it is a change."""
+    store = loaded(tls_secret("a", data={"tls.crt": b64(CRT), "tls.key": b64(KEY)}))
+    rotated = tls_secret("a", data={"tls.crt": b64(CRT + b"2"), "tls.key": b64(KEY)})
+    assert store.apply(Event("MODIFIED", rotated)) is True
+    assert store.tls() == {"default/a": (CRT + b"2", KEY)}
