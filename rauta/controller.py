@@ -74,7 +74,8 @@ class Controller:
                                      on_started_leading=self._on_leading)
         self.sink = KubeStatusSink(
             client, controller_name=controller_name, is_leader=self.elector.is_leader,
-            addresses=[{"type": "IPAddress", "value": a} for a in addresses or []])
+            addresses=[{"type": "IPAddress", "value": a} for a in addresses or []],
+            registry=self.registry)
         self.reconciler = Reconciler(self.proxy, self.sink, controller_name=controller_name)
         self.watchers: list[Watcher] = []
         self.connected = Gauge("rauta_apiserver_connected",

@@ -22,6 +22,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
+
 from rauta.model.status import (
     GatewayClassStatus,
     GatewayStatus,
@@ -46,7 +48,8 @@ class KubeStatusSink:
     def __init__(self, client: KubeClient, *, controller_name: str,
                  is_leader: Callable[[], bool] = lambda: True,
                  addresses: list[Mapping[str, str]] | None = None,
-                 clock: Callable[[], str] = utc_now, retries: int = 5) -> None:
+                 clock: Callable[[], str] = utc_now, retries: int = 5,
+                 registry: CollectorRegistry | None = None) -> None:
         self.client = client
         self.controller_name = controller_name
         self.is_leader = is_leader
@@ -58,6 +61,8 @@ class KubeStatusSink:
         self.skipped = 0
         self.conflicts = 0
         self._lock = asyncio.Lock()
+        self.metric = Counter("rauta_status_writes", "Status subresource writes, by outcome",
+                              ["kind", "outcome"], registry=registry)
 
     @staticmethod
     def key(st: AnyStatus) -> Key:
@@ -111,15 +116,18 @@ class KubeStatusSink:
             new = self._status(st, current, self.clock())
             if new == current:
                 self.skipped += 1
+                self.metric.labels(kind, "unchanged").inc()
                 return
             obj["status"] = new
             try:
                 await self.client.request("PUT", ref.path(ns or None, name, "status"), body=obj)
                 self.writes += 1
+                self.metric.labels(kind, "written").inc()
                 return
             except ApiError as exc:
                 if exc.status == 409:
                     self.conflicts += 1
+                    self.metric.labels(kind, "conflict").inc()
                     continue
                 if exc.status == 404:
                     return
