@@ -81,6 +81,8 @@ class Controller:
         self.connected = Gauge("rauta_apiserver_connected",
                                "1 when every watch is connected to the API server",
                                registry=self.registry)
+        Gauge("rauta_leader", "1 while this replica holds the leader Lease",
+              registry=self.registry).set_function(lambda: 1 if self.elector.is_leader() else 0)
         self.synced = asyncio.Event()
 
     async def _on_leading(self) -> None:
