@@ -31,7 +31,8 @@ Rules:
 - ``Expect: 100-continue`` is answered by the proxy (``100 Continue`` once the request is
   forwarded) and not passed upstream. ``Upgrade`` is hop-by-hop and removed: WebSocket
   upgrades are not tunnelled.
-- Connections are closed after ``idle_timeout`` s without a request in flight.
+- Connections are closed after ``idle_timeout`` s without a request in flight, and when a
+  request head is still incomplete ``head_timeout`` s after it began (slowloris).
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ class Runtime:
     def __init__(self, *, metrics: ProxyMetrics, pool: UpstreamPool, mirrors: Mirrorer,
                  hash_on: str = "flow", max_head_bytes: int = 64 * 1024,
                  max_headers: int = 100, max_discard: int = 1 << 20,
-                 idle_timeout: float = 75.0) -> None:
+                 idle_timeout: float = 75.0, head_timeout: float = 30.0) -> None:
         self.config: RouterConfig = EMPTY
+        self.head_timeout = head_timeout
         self.metrics = metrics
         self.pool = pool
         self.mirrors = mirrors
@@ -105,16 +107,24 @@ class Listener:
         self.server = await loop.create_server(
             lambda: ClientConnection(self), host, self.port,
             ssl=self.tls.context if self.tls else None, reuse_address=True, backlog=1024)
-        self._idle_timer = loop.call_later(self.rt.idle_timeout / 3, self._idle_sweep)
+        self._idle_timer = loop.call_later(self._sweep_every, self._idle_sweep)
+
+    @property
+    def _sweep_every(self) -> float:
+        return min(self.rt.idle_timeout, self.rt.head_timeout) / 3
 
     def _idle_sweep(self) -> None:
+        """Close idle keep-alive connections and ones whose request head is too slow."""
         loop = asyncio.get_running_loop()
-        limit = loop.time() - self.rt.idle_timeout
+        now = loop.time()
+        limit = now - self.rt.idle_timeout
         for conn in list(self.connections):
             if conn.active is None and not conn.queue and conn.last_seen < limit:
                 conn.close()
+            elif conn.head_started is not None and now - conn.head_started > self.rt.head_timeout:
+                conn.close()  # slowloris: a request head still incomplete after head_timeout
         if not self.draining:
-            self._idle_timer = loop.call_later(self.rt.idle_timeout / 3, self._idle_sweep)
+            self._idle_timer = loop.call_later(self._sweep_every, self._idle_sweep)
 
     def stop_accepting(self) -> None:
         if self._idle_timer is not None:
@@ -194,6 +204,7 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         self.discarded = 0
         self.last_seen = self.loop.time()
+        self.head_started: float | None = None  # set while a request head is incomplete
         self._head_bytes = 0
         self._header_count = 0
         self._too_large = False
@@ -275,6 +286,7 @@ class ClientConnection(asyncio.Protocol):
         req = _Request()
         self.parsing = req
         self.queue.append(req)
+        self.head_started = self.loop.time()
         self._head_bytes = 0
         self._header_count = 0
 
@@ -322,6 +334,7 @@ class ClientConnection(asyncio.Protocol):
         req.config = self.rt.config
         req.t0 = self.loop.time()
         req.headers_done = True
+        self.head_started = None
         if self.active is None:
             self._pump()
 

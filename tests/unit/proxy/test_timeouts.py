@@ -1,0 +1,56 @@
+"""Client-side timeouts of the proxy: slow request heads (slowloris) and idle keep-alive."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from rauta.proxy.manager import Proxy
+from tests.unit.proxy.conftest import config, free_port, port_config, rule
+
+
+@pytest.mark.timeout(20)
+async def test_request_head_trickled_slower_than_head_timeout_is_closed() -> None:
+    proxy = Proxy(registry=CollectorRegistry(), head_timeout=0.6, client_idle_timeout=30)
+    port = free_port()
+    try:
+        await proxy.apply(config(port_config(port, rule())))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        closed_after = None
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for _ in range(40):  # one header byte every 100 ms: never completes the head
+            await asyncio.sleep(0.1)
+            if reader.at_eof():
+                closed_after = loop.time() - t0
+                break
+            try:
+                writer.write(b"X")
+                await writer.drain()
+            except ConnectionError:
+                closed_after = loop.time() - t0
+                break
+        assert closed_after is not None, "a trickled request head was never cut off"
+        assert closed_after < 2.5
+        writer.close()
+    finally:
+        await proxy.close(0.0)
+
+
+@pytest.mark.timeout(20)
+async def test_a_complete_head_is_not_cut_by_head_timeout() -> None:
+    proxy = Proxy(registry=CollectorRegistry(), head_timeout=0.3, client_idle_timeout=30)
+    port = free_port()
+    try:
+        await proxy.apply(config(port_config(port, rule())))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.8)  # idle before any byte: governed by the idle timeout
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 ")
+        writer.close()
+    finally:
+        await proxy.close(0.0)
