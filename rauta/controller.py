@@ -140,6 +140,7 @@ async def run_controller(*, kubeconfig: str | None, admin: str, **kwargs: Any) -
     try:
         await ctl.run(stop)
     finally:
+        await ctl.sink.close()
         await ctl.proxy.close(5.0)
         await runner.cleanup()
         await client.close()

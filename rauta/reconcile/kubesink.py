@@ -11,6 +11,8 @@ Rules:
   retries, a bounded number of times. A 404 (object deleted meanwhile) is not an error.
 - Only the leader writes. A non-leader keeps the latest desired status per object, so a
   new leader can write everything at once (``resync``).
+- Writing happens in a background worker (``concurrency`` objects at a time), so the
+  reconciler never waits for status round-trips; a failed write is retried a second later.
 - Gateway ``status.addresses`` come from configuration (``addresses``).
 """
 
@@ -49,7 +51,7 @@ class KubeStatusSink:
                  is_leader: Callable[[], bool] = lambda: True,
                  addresses: list[Mapping[str, str]] | None = None,
                  clock: Callable[[], str] = utc_now, retries: int = 5,
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None, concurrency: int = 8) -> None:
         self.client = client
         self.controller_name = controller_name
         self.is_leader = is_leader
@@ -60,7 +62,12 @@ class KubeStatusSink:
         self.writes = 0
         self.skipped = 0
         self.conflicts = 0
-        self._lock = asyncio.Lock()
+        self.concurrency = concurrency
+        self._dirty: dict[Key, None] = {}  # ordered set of keys waiting to be written
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._worker: asyncio.Task[None] | None = None
         self.metric = Counter("rauta_status_writes", "Status subresource writes, by outcome",
                               ["kind", "outcome"], registry=registry)
 
@@ -73,23 +80,59 @@ class KubeStatusSink:
         return ("HTTPRoute", st.namespace, st.name)
 
     async def write(self, changes: StatusChanges) -> None:
+        """Queue changed statuses; a background worker writes them (never blocks the
+        reconciler, so config propagation does not wait for status round-trips)."""
         items: list[AnyStatus] = [*changes.gateway_classes, *changes.gateways, *changes.routes]
         for st in items:
-            self.desired[self.key(st)] = st
-        if self.is_leader():
-            await self._write_all(items)
+            key = self.key(st)
+            self.desired[key] = st
+            self._dirty[key] = None
+        self._kick()
 
     async def resync(self) -> None:
         """Write every desired status (after becoming leader); equal ones are skipped."""
-        await self._write_all(list(self.desired.values()))
+        for key in self.desired:
+            self._dirty[key] = None
+        self._kick()
 
-    async def _write_all(self, items: list[AnyStatus]) -> None:
-        async with self._lock:
-            for st in items:
-                try:
-                    await self._write_one(st)
-                except ApiError as exc:
-                    log.warning("status write for %s failed: %s", "/".join(self.key(st)), exc)
+    def _kick(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(), name="status-writer")
+        if self._dirty:
+            self._idle.clear()
+        self._wake.set()
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every queued status is written (or skipped)."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._dirty and self.is_leader():
+                batch = list(self._dirty)[: self.concurrency]
+                for key in batch:
+                    del self._dirty[key]
+                await asyncio.gather(*(self._write_key(k) for k in batch))
+            if not self._dirty:
+                self._idle.set()
+
+    async def _write_key(self, key: Key) -> None:
+        st = self.desired.get(key)
+        if st is None:
+            return
+        try:
+            await self._write_one(st)
+        except Exception as exc:  # API errors and network failures: retry later
+            log.warning("status write for %s failed: %s; will retry", "/".join(key), exc)
+            self._dirty.setdefault(key, None)
+            asyncio.get_running_loop().call_later(1.0, self._wake.set)
 
     def _status(self, st: AnyStatus, current: Mapping[str, Any], now: str) -> dict[str, Any]:
         if isinstance(st, GatewayClassStatus):
