@@ -1,0 +1,186 @@
+"""The Kubernetes status sink and the Lease elector, against an in-memory fake API server."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from rauta.model.conditions import CondType, Reason, cond
+from rauta.model.status import GatewayStatus, RouteParentStatus, RouteStatus
+from rauta.reconcile.kube import ApiError
+from rauta.reconcile.kubesink import KubeStatusSink
+from rauta.reconcile.leader import LeaderElector
+from rauta.reconcile.reconciler import StatusChanges
+
+CTL = "rauta.io/gateway-controller"
+ROUTE_PATH = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/web"
+
+
+class FakeApi:
+    """Objects by path; PUT checks resourceVersion like the API server (409 on mismatch)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.puts: list[str] = []
+        self.conflicts_to_inject = 0
+        self.rv = 1
+
+    def add(self, path: str, obj: dict[str, Any]) -> None:
+        obj.setdefault("metadata", {})["resourceVersion"] = str(self.rv)
+        self.objects[path] = obj
+
+    async def request(self, method: str, path: str, *, body: Any = None, **_: Any) -> Any:
+        base = path.removesuffix("/status")
+        if method == "GET":
+            if base not in self.objects:
+                raise ApiError(404, {"message": "not found"})
+            return copy.deepcopy(self.objects[base])
+        if method == "PUT":
+            self.puts.append(path)
+            if self.conflicts_to_inject:
+                self.conflicts_to_inject -= 1
+                self.rv += 1
+                self.objects[base]["metadata"]["resourceVersion"] = str(self.rv)
+                raise ApiError(409, {"message": "conflict"})
+            current = self.objects.get(base)
+            if current is None:
+                raise ApiError(404, {"message": "gone"})
+            if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:
+                raise ApiError(409, {"message": "conflict"})
+            self.rv += 1
+            body["metadata"]["resourceVersion"] = str(self.rv)
+            self.objects[base] = body
+            return body
+        if method == "POST":
+            if path + "/" + body["metadata"]["name"] in self.objects:
+                raise ApiError(409, {"message": "exists"})
+            self.add(path + "/" + body["metadata"]["name"], body)
+            return body
+        raise AssertionError(method)
+
+
+def route_status(generation: int = 1, ok: bool = True) -> RouteStatus:
+    ref = (("group", "gateway.networking.k8s.io"), ("kind", "Gateway"),
+           ("namespace", "default"), ("name", "gw"))
+    conds = (cond(CondType.ACCEPTED, True, Reason.ACCEPTED, ""),
+             cond(CondType.RESOLVED_REFS, ok, Reason.RESOLVED_REFS if ok
+                  else Reason.BACKEND_NOT_FOUND, "" if ok else "Service default/x does not exist"))
+    return RouteStatus(namespace="default", name="web", generation=generation,
+                       parents=(RouteParentStatus(parent_ref=ref, controller_name=CTL,
+                                                  conditions=conds),))
+
+
+def foreign_parent() -> dict[str, Any]:
+    return {"parentRef": {"name": "other-gw"}, "controllerName": "example.com/other",
+            "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                            "message": "", "observedGeneration": 1,
+                            "lastTransitionTime": "2020-01-01T00:00:00Z"}]}
+
+
+@pytest.fixture
+def api() -> FakeApi:
+    api = FakeApi()
+    api.add(ROUTE_PATH, {"kind": "HTTPRoute", "metadata": {"name": "web", "generation": 1},
+                         "status": {"parents": [foreign_parent()]}})
+    return api
+
+
+def sink_for(api: FakeApi, clock: str = "2026-01-01T00:00:00Z", leader: bool = True
+             ) -> KubeStatusSink:
+    return KubeStatusSink(api, controller_name=CTL, clock=lambda: clock,  # type: ignore[arg-type]
+                          is_leader=lambda: leader)
+
+
+async def test_writes_status_and_keeps_other_controllers_parent_entries(api: FakeApi) -> None:
+    sink = sink_for(api)
+    await sink.write(StatusChanges(routes=(route_status(),)))
+    await sink.flush(5)
+    parents = api.objects[ROUTE_PATH]["status"]["parents"]
+    assert parents[0] == foreign_parent()
+    assert parents[1]["controllerName"] == CTL
+    assert parents[1]["conditions"][0]["observedGeneration"] == 1
+    assert api.puts == [ROUTE_PATH + "/status"]
+
+
+async def test_equal_status_is_not_written_again(api: FakeApi) -> None:
+    sink = sink_for(api)
+    await sink.write(StatusChanges(routes=(route_status(),)))
+    await sink.flush(5)
+    later = sink_for(api, clock="2026-06-01T00:00:00Z")  # a restarted controller
+    await later.write(StatusChanges(routes=(route_status(),)))
+    await later.flush(5)
+    assert len(api.puts) == 1
+    assert later.skipped == 1
+
+
+async def test_last_transition_time_kept_for_unchanged_condition(api: FakeApi) -> None:
+    await (s := sink_for(api)).write(StatusChanges(routes=(route_status(ok=False),)))
+    await s.flush(5)
+    s2 = sink_for(api, clock="2026-02-02T00:00:00Z")
+    await s2.write(StatusChanges(routes=(route_status(generation=2, ok=True),)))
+    await s2.flush(5)
+    conds = {c["type"]: c for c in api.objects[ROUTE_PATH]["status"]["parents"][1]["conditions"]}
+    assert conds["Accepted"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert conds["ResolvedRefs"]["lastTransitionTime"] == "2026-02-02T00:00:00Z"
+    assert conds["Accepted"]["observedGeneration"] == 2
+
+
+async def test_conflicts_are_retried(api: FakeApi) -> None:
+    api.conflicts_to_inject = 2
+    sink = sink_for(api)
+    await sink.write(StatusChanges(routes=(route_status(),)))
+    await sink.flush(5)
+    assert sink.conflicts == 2 and sink.writes == 1
+    assert api.objects[ROUTE_PATH]["status"]["parents"][1]["controllerName"] == CTL
+
+
+async def test_deleted_object_is_not_an_error() -> None:
+    api = FakeApi()
+    sink = sink_for(api)
+    await sink.write(StatusChanges(routes=(route_status(),)))
+    await sink.flush(5)
+    assert api.puts == [] and sink.writes == 0
+
+
+async def test_non_leader_writes_nothing_until_resync_as_leader(api: FakeApi) -> None:
+    leading = False
+    sink = KubeStatusSink(api, controller_name=CTL, is_leader=lambda: leading)  # type: ignore[arg-type]
+    await sink.write(StatusChanges(routes=(route_status(),)))
+    gw = GatewayStatus(namespace="default", name="gw", generation=1, conditions=(),
+                       listeners=())
+    await sink.write(StatusChanges(gateways=(gw,)))
+    assert api.puts == []
+    leading = True
+    await sink.resync()
+    await sink.flush(5)
+    assert api.puts == [ROUTE_PATH + "/status"]  # the Gateway object does not exist: skipped
+    await sink.close()
+
+
+# ------------------------------------------------------------------------ leader election
+
+async def test_first_candidate_creates_the_lease_and_the_second_waits() -> None:
+    api = FakeApi()
+    a = LeaderElector(api, namespace="default", name="l", identity="a")  # type: ignore[arg-type]
+    b = LeaderElector(api, namespace="default", name="l", identity="b")  # type: ignore[arg-type]
+    assert await a.try_acquire_or_renew() is True
+    assert await b.try_acquire_or_renew() is False
+    assert await a.try_acquire_or_renew() is True  # renew
+    lease = api.objects["/apis/coordination.k8s.io/v1/namespaces/default/leases/l"]
+    assert lease["spec"]["holderIdentity"] == "a"
+
+
+async def test_expired_lease_is_taken_over() -> None:
+    api = FakeApi()
+    a = LeaderElector(api, namespace="default", name="l", identity="a",  # type: ignore[arg-type]
+                      lease_duration=1)
+    b = LeaderElector(api, namespace="default", name="l", identity="b")  # type: ignore[arg-type]
+    assert await a.try_acquire_or_renew()
+    lease = api.objects["/apis/coordination.k8s.io/v1/namespaces/default/leases/l"]
+    lease["spec"]["renewTime"] = "2000-01-01T00:00:00.000000Z"  # a leader that died long ago
+    assert await b.try_acquire_or_renew() is True
+    assert lease is not api.objects["/apis/coordination.k8s.io/v1/namespaces/default/leases/l"]
+    new = api.objects["/apis/coordination.k8s.io/v1/namespaces/default/leases/l"]["spec"]
+    assert new["holderIdentity"] == "b" and new["leaseTransitions"] == 1
