@@ -16,7 +16,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rauta.model import hostnames
@@ -119,8 +119,11 @@ class Attachment:
 class Graph:
     """Everything the translator needs, decided once from a snapshot."""
 
-    def __init__(self, snapshot: Snapshot, controller_name: str = DEFAULT_CONTROLLER) -> None:
+    def __init__(self, snapshot: Snapshot, controller_name: str = DEFAULT_CONTROLLER,
+                 bad_certificates: Mapping[str, str] | None = None) -> None:
         self.snapshot = snapshot
+        # Secrets the proxy reported it could not load (key material only it parses).
+        self.bad_certificates = dict(bad_certificates or {})
         self.controller_name = controller_name
         self.classes: dict[str, tuple[GatewayClass, bool]] = {}
         for gc in snapshot.of_kind(GatewayClass):
@@ -240,6 +243,12 @@ class Graph:
                 secret.data_keys):
             return (Reason.INVALID_CERTIFICATE_REF,
                     f"Secret {where} is not a kubernetes.io/tls Secret with tls.crt and tls.key")
+        if secret.tls_problem:
+            return (Reason.INVALID_CERTIFICATE_REF,
+                    f"Secret {where} is malformed: {secret.tls_problem}")
+        if where in self.bad_certificates:
+            return (Reason.INVALID_CERTIFICATE_REF,
+                    f"Secret {where} is malformed: {self.bad_certificates[where]}")
         return None
 
     @staticmethod

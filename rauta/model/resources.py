@@ -17,17 +17,24 @@ Rules:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 
 
 class Frozen(BaseModel):
-    """Base of every resource type: immutable, camelCase on the wire, extras ignored."""
+    """Base of every resource type: immutable, camelCase on the wire, extras ignored.
+
+    A JSON ``null`` means "unset" (the API server writes ``endpoints: null`` for an empty
+    EndpointSlice), so null fields take their defaults; a required field still fails.
+    """
 
     model_config = ConfigDict(
         frozen=True,
@@ -35,6 +42,13 @@ class Frozen(BaseModel):
         populate_by_name=True,
         alias_generator=to_camel,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_unset(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
 
 # --------------------------------------------------------------------------- metadata
@@ -399,8 +413,10 @@ class Secret(Frozen):
     kind: Literal["Secret"] = "Secret"
     metadata: ObjectMeta
     type: str = "Opaque"
-    # Only the key names are kept, to check that tls.crt and tls.key exist.
+    # Only the key names are kept, to check that tls.crt and tls.key exist, plus the verdict
+    # of a structural PEM check of kubernetes.io/tls data (``tls_problem``), never the data.
     data_keys: tuple[str, ...] = ()
+    tls_problem: str | None = None
 
 
 Resource = (
@@ -459,6 +475,35 @@ def _ident(obj: Mapping[str, Any]) -> str:
     return f"{ns}/{name}" if isinstance(ns, str) and ns else name
 
 
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s.*?-----END \1-----", re.DOTALL)
+
+
+def _pem_kinds(text: str) -> list[str]:
+    """The labels of the PEM blocks in ``text`` (a structural check: the key material itself
+    is only parsed by the proxy, which reports a bad one through Programmed)."""
+    return [m.group(1) for m in _PEM_BLOCK.finditer(text)]
+
+
+def _tls_problem(data: Any, string_data: Any) -> str | None:
+    """Why kubernetes.io/tls Secret data cannot be a certificate and key, or None."""
+    texts: dict[str, str] = {}
+    for key in ("tls.crt", "tls.key"):
+        if isinstance(string_data, Mapping) and isinstance(string_data.get(key), str):
+            texts[key] = string_data[key]
+        elif isinstance(data, Mapping) and isinstance(data.get(key), str):
+            try:
+                texts[key] = base64.b64decode(data[key], validate=True).decode("ascii")
+            except (binascii.Error, ValueError, UnicodeDecodeError):
+                return f"{key} is not valid base64 PEM"
+        else:
+            return f"{key} is missing"
+    if "CERTIFICATE" not in _pem_kinds(texts["tls.crt"]):
+        return "tls.crt holds no PEM certificate"
+    if not any(k.endswith("PRIVATE KEY") for k in _pem_kinds(texts["tls.key"])):
+        return "tls.key holds no PEM private key"
+    return None
+
+
 def parse_object(obj: Any) -> Resource:
     """Parse one Kubernetes object mapping into its resource type.
 
@@ -482,6 +527,8 @@ def parse_object(obj: Any) -> Resource:
         ) else []
         data = {"kind": kind, "metadata": obj.get("metadata"), "type": obj.get("type", "Opaque"),
                 "dataKeys": keys}
+        if obj.get("type") == "kubernetes.io/tls":
+            data["tlsProblem"] = _tls_problem(raw, raw2)
     meta = data.get("metadata")
     if isinstance(meta, Mapping) and kind in NAMESPACED and not meta.get("namespace"):
         data["metadata"] = {**meta, "namespace": "default"}

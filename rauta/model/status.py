@@ -33,6 +33,8 @@ class Applied(Frozen):
 
     ports: tuple[int, ...] = ()
     failed: tuple[tuple[int, str], ...] = ()
+    # Referenced TLS Secrets ("ns/name") whose key material the proxy could not load, and why.
+    invalid_certificates: tuple[tuple[str, str], ...] = ()
 
     def failure(self, port: int) -> str | None:
         for p, why in self.failed:

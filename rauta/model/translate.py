@@ -360,7 +360,8 @@ def _route_conditions(att: Attachment, rc: _RouteCompiler) -> tuple[Condition, .
 def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
               applied: Applied | None = None) -> Translation:
     """Compute the RouterConfig and every status rauta owns for ``snapshot``."""
-    graph = Graph(snapshot, controller_name)
+    graph = Graph(snapshot, controller_name,
+                  dict(applied.invalid_certificates) if applied is not None else None)
     per_listener: dict[int, dict[cfg.Rule, tuple[Any, ...]]] = {}
     route_statuses: list[RouteStatus] = []
     attached: dict[int, set[str]] = {}

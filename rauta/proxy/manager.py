@@ -38,7 +38,7 @@ from rauta.model.status import Applied
 from rauta.proxy.metrics import ProxyMetrics
 from rauta.proxy.mirror import Mirrorer
 from rauta.proxy.server import Listener, Runtime
-from rauta.proxy.tls import PortTLS
+from rauta.proxy.tls import PortTLS, check_pair
 from rauta.proxy.upstream import Key, UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class Proxy:
         self._listeners: dict[int, Listener] = {}
         self._drains: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
+        self._pem_checked: dict[tuple[bytes, bytes], str | None] = {}
         self.generation = 0
         self._closed = False
 
@@ -124,7 +125,27 @@ class Proxy:
             self.generation += 1
             self.metrics.generation.set(self.generation)
             self.metrics.apply_duration.observe(time.perf_counter() - started)
-            return Applied(ports=self.ports, failed=tuple(sorted(failed)))
+            return Applied(ports=self.ports, failed=tuple(sorted(failed)),
+                           invalid_certificates=self._bad_certificates(config, tls))
+
+    def _bad_certificates(self, config: RouterConfig,
+                          tls: Mapping[str, tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+        """Referenced Secrets whose PEM does not load, checked once per content."""
+        bad: dict[str, str] = {}
+        for pc in config.ports:
+            for cert in pc.certificates:
+                for name in cert.secrets:
+                    pair = tls.get(name)
+                    if pair is None:
+                        continue
+                    if pair not in self._pem_checked:
+                        self._pem_checked[pair] = check_pair(*pair)
+                        if len(self._pem_checked) > 4096:
+                            self._pem_checked.pop(next(iter(self._pem_checked)))
+                    problem = self._pem_checked[pair]
+                    if problem is not None:
+                        bad[name] = problem
+        return tuple(sorted(bad.items()))
 
     @staticmethod
     def _update_tls(port_tls: PortTLS, pc: PortConfig,

@@ -105,6 +105,15 @@ def context_from_pem(pairs: Sequence[Pem]) -> ssl.SSLContext:
     return ctx
 
 
+def check_pair(cert: bytes, key: bytes) -> str | None:
+    """Why a certificate/key PEM pair cannot serve TLS, or None when it loads."""
+    try:
+        load_pem(server_context(), cert, key)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return f"cannot load the certificate and key: {exc}"
+    return None
+
+
 class PortTLS:
     """The TLS state of one HTTPS port; ``context`` is what the listening socket uses."""
 

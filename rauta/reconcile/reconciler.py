@@ -86,6 +86,13 @@ def status_diff(before: Mapping[tuple[str, str, str], Any],
     )
 
 
+def referenced_tls(config: RouterConfig, secrets: Mapping[str, tuple[bytes, bytes]]
+                   ) -> dict[str, tuple[bytes, bytes]]:
+    """Only the TLS pairs the config's listeners reference (others never reach the proxy)."""
+    wanted = {s for p in config.ports for c in p.certificates for s in c.secrets}
+    return {k: v for k, v in secrets.items() if k in wanted}
+
+
 @dataclass
 class Stats:
     reconciles: int = 0
@@ -188,12 +195,18 @@ class Reconciler:
         started = time.perf_counter()
         self.stats.reconciles += 1
         snapshot = self.store.snapshot()
-        tls = self.store.tls()
         desired = translate(snapshot, controller_name=self.controller_name, applied=self.applied)
-        if self.applied is None or desired.config != self.config or tls != self._tls:
+        secrets = self.store.tls()
+        for _ in range(3):  # an apply can change the verdicts (e.g. a certificate that
+            # does not load), and so the config: apply until the config is stable
+            tls = referenced_tls(desired.config, secrets)
+            if self.applied is not None and desired.config == self.config and tls == self._tls:
+                break
+            self.stats.applies += 1
             try:
                 applied = await self.proxy.apply(desired.config, tls)
                 self.config, self._tls = desired.config, tls
+                self.ready.set()  # applied, even if some ports failed (Programmed says so)
             except Exception as exc:
                 # Not applied: keep the old config as "applied" so the next pass retries.
                 log.exception("the proxy failed to apply the configuration; retrying in %.1fs",
@@ -201,13 +214,14 @@ class Reconciler:
                 applied = Applied(failed=tuple((p.port, f"apply failed: {exc}")
                                                for p in desired.config.ports))
                 asyncio.get_running_loop().call_later(self.retry_delay, self._mark_dirty)
-            self.stats.applies += 1
+                self.applied = applied
+                desired = translate(snapshot, controller_name=self.controller_name,
+                                    applied=applied)
+                break
             if applied != self.applied:
                 self.applied = applied
                 desired = translate(snapshot, controller_name=self.controller_name,
                                     applied=applied)
-            if not applied.failed:
-                self.ready.set()
         self.statuses, changes = status_diff(self.statuses, desired.statuses)
         if changes:
             await self.sink.write(changes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -83,7 +84,15 @@ def grant(ns: str, from_ns: str, from_kind: str = "HTTPRoute", to_kind: str = "S
 def secret(name: str = "cert", ns: str = "infra", type_: str = "kubernetes.io/tls",
            keys: tuple[str, ...] = ("tls.crt", "tls.key")) -> dict:
     return {"kind": "Secret", "metadata": {"name": name, "namespace": ns}, "type": type_,
-            "data": {k: "eA==" for k in keys}}
+            "data": {k: PEM[k] for k in keys}}
+
+
+PEM = {  # structurally valid PEM (the model checks structure only), base64 as in a Secret
+    "tls.crt": base64.b64encode(
+        b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode(),
+    "tls.key": base64.b64encode(
+        b"-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n").decode(),
+}
 
 
 def graph(*objs: dict, controller_name: str = CTRL) -> Graph:

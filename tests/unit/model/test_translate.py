@@ -504,7 +504,7 @@ def test_unsupported_address_type_is_unsupported_address() -> None:
 
 def test_https_port_config_lists_certificates() -> None:
     sec = {"kind": "Secret", "metadata": {"name": "cert", "namespace": "infra"},
-           "type": "kubernetes.io/tls", "data": {"tls.crt": "eA==", "tls.key": "eA=="}}
+           "type": "kubernetes.io/tls", "stringData": {"tls.crt": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n", "tls.key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"}}
     t = translate(snap(sec, gateway(listeners=[listener(
         "https", 443, "HTTPS", hostname="a.example.com",
         tls={"certificateRefs": [{"name": "cert"}]})])))

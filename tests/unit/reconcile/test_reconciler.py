@@ -187,7 +187,7 @@ async def test_failed_port_is_programmed_false_with_the_message() -> None:
     async with Running(proxy, sink) as r:
         r.submit(Event("ADDED", o) for o in world(PORT))
         await r.wait_idle(5)
-        assert not r.ready.is_set()
+        assert r.ready.is_set()  # applied; the failed port shows in Programmed
     lis = gw_status(sink.writes).listeners[0]
     prog = cond(lis.conditions, "Programmed")
     assert prog.status == "False"
@@ -321,20 +321,31 @@ async def test_invalid_event_is_logged_once_and_never_applied(
 
 async def test_tls_secret_change_reapplies_with_same_config(proxy: FakeProxy) -> None:
     """Regression: certificate rotation (same keys, new material) must reach the proxy."""
-    def secret(crt: bytes) -> dict[str, Any]:
-        return {"kind": "Secret", "type": "kubernetes.io/tls",
-                "metadata": {"name": "cert", "namespace": "default"},
-                "data": {"tls.crt": base64.b64encode(crt).decode(),
-                         "tls.key": base64.b64encode(b"key").decode()}}
+    key = b"-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
 
+    def secret(body: bytes, name: str = "cert") -> dict[str, Any]:
+        crt = b"-----BEGIN CERTIFICATE-----\n" + body + b"\n-----END CERTIFICATE-----\n"
+        return {"kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": name, "namespace": "default"},
+                "data": {"tls.crt": base64.b64encode(crt).decode(),
+                         "tls.key": base64.b64encode(key).decode()}}
+
+    objs = world(PORT)
+    gw = next(o for o in objs if o["kind"] == "Gateway")
+    gw["spec"]["listeners"].append({
+        "name": "https", "port": PORT + 1, "protocol": "HTTPS",
+        "tls": {"certificateRefs": [{"name": "cert"}]}})
     async with Running(proxy, RecordingSink()) as r:
-        r.submit(Event("ADDED", o) for o in [*world(PORT), secret(b"one")])
+        r.submit(Event("ADDED", o) for o in [*objs, secret(b"one"), secret(b"x", "unused")])
         await r.wait_idle(5)
         r.submit([Event("MODIFIED", secret(b"two"))])
         await r.wait_idle(5)
+        r.submit([Event("MODIFIED", secret(b"y", "unused"))])  # referenced by nothing
+        await r.wait_idle(5)
     assert len(proxy.calls) == 2
     assert proxy.calls[0][0] == proxy.calls[1][0]
-    assert proxy.calls[1][1]["default/cert"] == (b"two", b"key")
+    assert b"two" in proxy.calls[1][1]["default/cert"][0]
+    assert "default/unused" not in proxy.calls[1][1]
 
 
 async def test_malformed_secret_does_not_block_reconciling(proxy: FakeProxy) -> None:
