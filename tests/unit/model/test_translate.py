@@ -514,6 +514,34 @@ def test_https_port_config_lists_certificates() -> None:
                                                  secrets=("infra/cert",)),)
 
 
+def _https_with(secret_data: dict) -> Snapshot:
+    sec = {"kind": "Secret", "metadata": {"name": "cert", "namespace": "infra"},
+           "type": "kubernetes.io/tls", "stringData": secret_data}
+    return snap(sec, gateway(listeners=[listener(
+        "https", 443, "HTTPS", tls={"certificateRefs": [{"name": "cert"}]})]))
+
+
+def test_tls_secret_without_pem_blocks_is_invalid_certificate_ref() -> None:
+    """gateway_types.go ListenerReasonInvalidCertificateRef: the referenced data is malformed."""
+    t = translate(_https_with({"tls.crt": "hello", "tls.key": "world"}))
+    rr = conds(gw_status(t).listeners[0].conditions)["ResolvedRefs"]
+    assert (rr.status, rr.reason) == ("False", Reason.INVALID_CERTIFICATE_REF)
+    assert "no PEM certificate" in rr.message
+    assert t.config.port(443) is None
+
+
+def test_certificate_the_proxy_could_not_load_is_invalid_certificate_ref() -> None:
+    pem = {"tls.crt": "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+           "tls.key": "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n"}
+    assert translate(_https_with(pem)).config.port(443) is not None
+    applied = Applied(ports=(443,), invalid_certificates=(("infra/cert", "bad key"),))
+    t = translate(_https_with(pem), applied=applied)
+    rr = conds(gw_status(t).listeners[0].conditions)["ResolvedRefs"]
+    assert (rr.status, rr.reason) == ("False", Reason.INVALID_CERTIFICATE_REF)
+    assert "bad key" in rr.message
+    assert t.config.port(443) is None
+
+
 def test_listener_conflict_is_reported_and_not_programmed() -> None:
     t = translate(snap(gateway(listeners=[listener("a", 80), listener("b", 80)])))
     for ls in gw_status(t).listeners:
