@@ -125,8 +125,11 @@ class KubeClient:
                            _retry_after(resp.headers))
         return data
 
-    async def stream(self, path: str, query: list[tuple[str, str]], timeout: float
+    async def stream(self, path: str, query: list[tuple[str, str]], timeout: float,
+                     on_open: Callable[[], None] | None = None
                      ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events, one JSON object per line; ``on_open`` runs once the server has
+        accepted the watch (HTTP 2xx), before any event arrives."""
         resp = await self._call("GET", path, query=query, timeout=timeout)
         try:
             if not 200 <= resp.status <= 299:
@@ -136,6 +139,8 @@ class KubeClient:
                 except ValueError:
                     body = text
                 raise ApiError(resp.status, body, _retry_after(resp.headers))
+            if on_open is not None:
+                on_open()
             while True:
                 line = await resp.content.readline()
                 if not line:
@@ -219,7 +224,8 @@ class Watcher:
                              ("resourceVersion", self.resource_version or ""),
                              ("timeoutSeconds", str(self.watch_timeout))]
         async for ev in self.client.stream(self.kind.path(self.namespace), q,
-                                           timeout=self.watch_timeout + 30):
+                                           timeout=self.watch_timeout + 30,
+                                           on_open=self._opened):
             etype, obj = ev.get("type"), ev.get("object") or {}
             if etype == "ERROR":
                 raise ApiError(int(obj.get("code") or 500), obj)
@@ -233,6 +239,11 @@ class Watcher:
             if etype in ("ADDED", "MODIFIED", "DELETED"):
                 self.events += 1
                 self.on_event(Event(etype, _with_kind(obj, self.kind)))
+
+    def _opened(self) -> None:
+        """A (re)started watch was accepted: connected again, without waiting for events."""
+        self.connected = True
+        self.backoff.reset()
 
     async def run(self) -> None:
         """List and watch forever (cancel to stop)."""

@@ -175,5 +175,5 @@ class KubeStatusSink:
                 if exc.status == 404:
                     return
                 raise
-        log.warning("status of %s/%s/%s: gave up after %d conflicts", kind, ns, name,
-                    self.retries)
+        # Still conflicting: hand it back to the worker, which retries a second later.
+        raise RuntimeError(f"{self.retries} conflicts in a row")

@@ -30,9 +30,12 @@ class FakeClient:
         items, rv = self.lists.pop(0)
         return {"items": items, "metadata": {"resourceVersion": rv}}
 
-    async def stream(self, path: str, query: list[tuple[str, str]], timeout: float):
+    async def stream(self, path: str, query: list[tuple[str, str]], timeout: float,
+                     on_open=None):
         self.watch_rvs.append(dict(query)["resourceVersion"])
         assert dict(query)["allowWatchBookmarks"] == "true"
+        if on_open is not None:
+            on_open()
         if not self.watches:
             await asyncio.Event().wait()  # block forever: the test cancels
         for item in self.watches.pop(0):
@@ -142,3 +145,12 @@ def test_secret_watch_is_limited_to_tls_secrets():
     assert KINDS["GatewayClass"].path("ignored", "c", "status") == (
         "/apis/gateway.networking.k8s.io/v1/gatewayclasses/c/status")
     assert KINDS["Service"].path() == "/api/v1/services"
+
+
+@pytest.mark.timeout(10)
+async def test_a_resumed_watch_is_connected_before_any_event_arrives():
+    """Regression: after an outage, /readyz must not wait for the next event or bookmark."""
+    client = FakeClient([([], "10")], [[ApiError(500, "down")]])
+    w, _, _ = make(client)
+    await run_until(w, lambda: len(client.watch_rvs) >= 2 and w.connected)
+    assert w.connected
