@@ -46,6 +46,7 @@ class Applied(Frozen):
 class GatewayClassStatus(Frozen):
     name: str
     generation: int
+    uid: str = ""  # the object's uid: a re-created object is a different status target
     conditions: tuple[Condition, ...]
 
 
@@ -60,6 +61,7 @@ class GatewayStatus(Frozen):
     namespace: str
     name: str
     generation: int
+    uid: str = ""  # the object's uid: a re-created object is a different status target
     conditions: tuple[Condition, ...]
     listeners: tuple[ListenerStatus, ...]
 
@@ -74,6 +76,7 @@ class RouteStatus(Frozen):
     namespace: str
     name: str
     generation: int
+    uid: str = ""  # the object's uid: a re-created object is a different status target
     parents: tuple[RouteParentStatus, ...]
 
 

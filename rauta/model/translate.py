@@ -334,7 +334,7 @@ def _gateway_status(gw: GatewayState, applied: Applied | None) -> GatewayStatus:
     else:
         programmed = cond(CondType.PROGRAMMED, False, Reason.INVALID, "no listener is programmed")
     return GatewayStatus(namespace=gw.obj.metadata.namespace, name=gw.obj.metadata.name,
-                         generation=gw.obj.metadata.generation,
+                         generation=gw.obj.metadata.generation, uid=gw.obj.metadata.uid,
                          conditions=(accepted, programmed), listeners=listeners)
 
 
@@ -387,6 +387,7 @@ def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
         route_statuses.append(RouteStatus(namespace=route.metadata.namespace,
                                           name=route.metadata.name,
                                           generation=route.metadata.generation,
+                                          uid=route.metadata.uid,
                                           parents=tuple(parents)))
 
     ports: dict[int, list[ListenerState]] = {}
@@ -414,7 +415,8 @@ def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
                                            listeners=tuple(listeners), certificates=certs))
 
     classes = tuple(
-        GatewayClassStatus(name=name, generation=gc.metadata.generation, conditions=(
+        GatewayClassStatus(name=name, generation=gc.metadata.generation, uid=gc.metadata.uid,
+                           conditions=(
             cond(CondType.ACCEPTED, True, Reason.ACCEPTED, ""),
             cond(CondType.SUPPORTED_VERSION, True, Reason.SUPPORTED_VERSION,
                  "rauta supports Gateway API v1 (standard channel)")))

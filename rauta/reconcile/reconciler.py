@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from rauta.model.config import EMPTY, RouterConfig
 from rauta.model.graph import DEFAULT_CONTROLLER
+from rauta.model.snapshot import Snapshot
 from rauta.model.status import (
     Applied,
     GatewayClassStatus,
@@ -33,7 +34,7 @@ from rauta.model.status import (
     RouteStatus,
     Statuses,
 )
-from rauta.model.translate import translate
+from rauta.model.translate import Translation, translate
 from rauta.reconcile.store import Event, ObjectStore
 
 log = logging.getLogger("rauta.reconcile")
@@ -77,7 +78,7 @@ def status_diff(before: Mapping[tuple[str, str, str], Any],
     for key, old in before.items():
         if key[0] == "HTTPRoute" and key not in now and old.parents:
             now[key] = RouteStatus(namespace=key[1], name=key[2], generation=old.generation,
-                                   parents=())
+                                   uid=old.uid, parents=())
     changed = {k: v for k, v in now.items() if before.get(k) != v}
     return now, StatusChanges(
         gateway_classes=tuple(v for k, v in sorted(changed.items()) if k[0] == "GatewayClass"),
@@ -190,12 +191,18 @@ class Reconciler:
         """Wait until every submitted change has been reconciled."""
         await asyncio.wait_for(self._idle.wait(), timeout)
 
+    async def _translate(self, snapshot: Snapshot, applied: Applied | None) -> Translation:
+        """Run the pure model in a worker thread: it shares nothing mutable, and the event
+        loop (the proxy's hot path) keeps serving while a large config is translated."""
+        return await asyncio.to_thread(translate, snapshot,
+                                       controller_name=self.controller_name, applied=applied)
+
     async def reconcile(self) -> StatusChanges:
         """One pass: translate, apply if the config changed, write changed statuses."""
         started = time.perf_counter()
         self.stats.reconciles += 1
         snapshot = self.store.snapshot()
-        desired = translate(snapshot, controller_name=self.controller_name, applied=self.applied)
+        desired = await self._translate(snapshot, self.applied)
         secrets = self.store.tls()
         for _ in range(3):  # an apply can change the verdicts (e.g. a certificate that
             # does not load), and so the config: apply until the config is stable
@@ -215,13 +222,11 @@ class Reconciler:
                                                for p in desired.config.ports))
                 asyncio.get_running_loop().call_later(self.retry_delay, self._mark_dirty)
                 self.applied = applied
-                desired = translate(snapshot, controller_name=self.controller_name,
-                                    applied=applied)
+                desired = await self._translate(snapshot, applied)
                 break
             if applied != self.applied:
                 self.applied = applied
-                desired = translate(snapshot, controller_name=self.controller_name,
-                                    applied=applied)
+                desired = await self._translate(snapshot, applied)
         self.statuses, changes = status_diff(self.statuses, desired.statuses)
         if changes:
             await self.sink.write(changes)
