@@ -83,6 +83,11 @@ class Condition(BaseModel):
         }
 
 
+MAX_MESSAGE = 1024  # the CRDs allow 32768; a long list of problems is cut, never rejected
+
+
 def cond(type_: CondType, ok: bool, reason: Reason, message: str = "") -> Condition:
-    """Build a True (``ok``) or False condition."""
+    """Build a True (``ok``) or False condition (messages cut to ``MAX_MESSAGE``)."""
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 3] + "..."
     return Condition(type=type_, status="True" if ok else "False", reason=reason, message=message)

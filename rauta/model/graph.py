@@ -44,7 +44,8 @@ DEFAULT_CONTROLLER = "rauta.io/gateway-controller"
 SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
 HTTPROUTE_KIND = (GATEWAY_GROUP, "HTTPRoute")
 # appProtocol values the proxy can speak to a backend (HTTP/1.1, incl. WebSocket upgrade).
-SUPPORTED_APP_PROTOCOLS = frozenset({"http", "kubernetes.io/ws"})
+# (kubernetes.io/ws is not listed: the proxy does not tunnel Upgrade yet.)
+SUPPORTED_APP_PROTOCOLS = frozenset({"http"})
 
 
 def nsname(namespace: str, name: str) -> str:
@@ -129,6 +130,12 @@ class Graph:
         for gc in snapshot.of_kind(GatewayClass):
             if gc.spec.controller_name == controller_name:
                 self.classes[gc.metadata.name] = (gc, True)
+        # EndpointSlices by (namespace, service): resolution is then linear, not
+        # backendRefs x slices.
+        self._slices: dict[tuple[str, str], list[EndpointSlice]] = {}
+        for eps in snapshot.of_kind(EndpointSlice):
+            if eps.service_name:
+                self._slices.setdefault((eps.metadata.namespace, eps.service_name), []).append(eps)
         self.gateways: list[GatewayState] = [
             self._gateway(gw)
             for gw in sorted(snapshot.of_kind(Gateway), key=age_key)
@@ -184,7 +191,7 @@ class Graph:
                             f"protocol {spec.protocol!r} is not supported; use HTTP or HTTPS")
             lis.supported_kinds = ()
             return
-        if spec.hostname is not None and not _valid_hostname(spec.hostname):
+        if spec.hostname is not None and not valid_hostname(spec.hostname):
             lis.accepted = (False, Reason.UNSUPPORTED_VALUE,
                             f"hostname {spec.hostname!r} is not a valid DNS name")
         # Route kinds.
@@ -390,16 +397,14 @@ class Graph:
             return ResolvedBackend(label, weight, (
                 Reason.UNSUPPORTED_PROTOCOL,
                 f"Service {nsname(ns, ref.name)} port {ref.port} has appProtocol {proto!r}; "
-                "supported: http, kubernetes.io/ws"), app_protocol=proto)
+                "supported: http"), app_protocol=proto)
         return ResolvedBackend(label, weight, None, proto,
                                self._endpoints(ns, svc, sport.name, sport.target_port, sport.port))
 
     def _endpoints(self, ns: str, svc: Service, port_name: str,
                    target: int | str | None, port: int) -> tuple[Endpoint, ...]:
         found: set[Endpoint] = set()
-        for eps in self.snapshot.of_kind(EndpointSlice):
-            if eps.metadata.namespace != ns or eps.service_name != svc.metadata.name:
-                continue
+        for eps in self._slices.get((ns, svc.metadata.name), ()):
             if eps.address_type not in ("IPv4", "IPv6"):
                 continue
             number: int | None
@@ -418,8 +423,9 @@ class Graph:
         return tuple(sorted(found, key=lambda e: (e.address, e.port)))
 
 
-def _valid_hostname(name: str) -> bool:
-    body = name[2:] if name.startswith("*.") else name
+def valid_hostname(name: str, *, wildcard: bool = True) -> bool:
+    """A lower-case RFC 1123 DNS name (``*.`` prefix allowed when ``wildcard``)."""
+    body = name[2:] if wildcard and name.startswith("*.") else name
     if not body or len(name) > 253 or name != name.lower():
         return False
     labels = body.split(".")

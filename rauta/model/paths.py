@@ -87,7 +87,8 @@ def normalize_path(raw: str) -> str | None:
     """The canonical form of a raw request path (no query), or None when it is invalid.
 
     ``/public/../admin`` -> ``/admin``; ``/public/%2e%2e/admin`` -> ``/admin``;
-    ``//a///b`` -> ``/a/b``; ``/a/./b/`` -> ``/a/b/``; ``/a%2Fb`` -> None.
+    ``//a///b`` -> ``/a/b``; ``/a/./b/`` -> ``/a/b/``; ``/a%2Fb`` -> None;
+    ``/public/..;/admin`` -> None (a dot segment with path parameters).
     """
     if not raw.startswith("/") or _BAD_RAW.search(raw):
         return None
@@ -100,8 +101,15 @@ def normalize_path(raw: str) -> str | None:
     if "//" in path:
         path = _SLASHES.sub("/", path)
     if "/." in path:
+        if _DOT_PARAM.search(path):
+            return None  # "/..;/" is ".." to Tomcat/Jetty/Spring: never let it pass a prefix
         path = _remove_dot_segments(path)
     return path
+
+
+# A dot segment with path parameters ("..;x", ".;x"): servlet containers strip ";..." and
+# treat it as a dot segment, so a router that does not would be bypassed.
+_DOT_PARAM = re.compile(r"/\.\.?;")
 
 
 def prefix_matches(prefix: str, path: str) -> bool:

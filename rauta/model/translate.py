@@ -40,6 +40,7 @@ from rauta.model.graph import (
     ResolvedBackend,
     age_key,
     nsname,
+    valid_hostname,
 )
 from rauta.model.paths import normalize_path
 from rauta.model.resources import (
@@ -91,9 +92,38 @@ def _check_regex(pattern: str, what: str) -> None:
         raise RuleError(f"invalid regular expression in {what} {pattern!r}: {exc}") from None
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs except HTAB
+# Headers that frame the message or the connection: a filter that sets them could split
+# one request into two on the way to the backend (request smuggling).
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "upgrade",
+                             "te", "trailer", "keep-alive", "proxy-connection", "host"})
+
+
+def _check_header(name: str, value: str | None, what: str) -> None:
+    if not _TOKEN.match(name):
+        raise RuleError(f"{what}: header name {name!r} is not a valid HTTP token")
+    if name.lower() in FRAMING_HEADERS:
+        raise RuleError(f"{what}: header {name} cannot be modified by a filter")
+    if value is not None and _CONTROL.search(value):
+        raise RuleError(f"{what}: header {name} value contains control characters")
+
+
+def _check_text(value: str, what: str, *, path: bool = False) -> str:
+    """Reject CR/LF and other control characters (response splitting) in URL parts."""
+    if _CONTROL.search(value) or "\t" in value or (path and not value.startswith("/")):
+        raise RuleError(f"{what} {value!r} is not a valid "
+                        + ("absolute path" if path else "value"))
+    return value
+
+
 def _header_mod(f: HTTPHeaderFilter | None, what: str) -> cfg.HeaderModifier:
     if f is None:
         raise RuleError(f"filter {what} has no {what[0].lower() + what[1:]} field")
+    for h in (*f.set, *f.add):
+        _check_header(h.name, h.value, what)
+    for name in f.remove:
+        _check_header(name, None, what)
     return cfg.HeaderModifier(
         set=tuple(cfg.Header(name=h.name, value=h.value) for h in f.set),
         add=tuple(cfg.Header(name=h.name, value=h.value) for h in f.add),
@@ -108,12 +138,16 @@ def _path_mod(p: HTTPPathModifier | None, matches: tuple[HTTPRouteMatch, ...]
     if p.type == "ReplaceFullPath":
         if p.replace_full_path is None:
             raise RuleError("ReplaceFullPath needs replaceFullPath")
-        return cfg.PathModifier(type="ReplaceFullPath", value=p.replace_full_path)
+        return cfg.PathModifier(type="ReplaceFullPath",
+                                value=_check_text(p.replace_full_path, "replaceFullPath",
+                                                  path=True))
     if p.replace_prefix_match is None:
         raise RuleError("ReplacePrefixMatch needs replacePrefixMatch")
     if any(m.path.type != "PathPrefix" for m in matches):
         raise RuleError("ReplacePrefixMatch is only allowed with PathPrefix matches")
-    return cfg.PathModifier(type="ReplacePrefixMatch", value=p.replace_prefix_match)
+    return cfg.PathModifier(type="ReplacePrefixMatch",
+                            value=_check_text(p.replace_prefix_match, "replacePrefixMatch",
+                                              path=True))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -202,6 +236,8 @@ class _RouteCompiler:
                 r = f.request_redirect
                 if r is None:
                     raise RuleError("filter RequestRedirect has no requestRedirect field")
+                if r.hostname is not None and not valid_hostname(r.hostname, wildcard=False):
+                    raise RuleError(f"redirect hostname {r.hostname!r} is not a DNS name")
                 out["redirect"] = cfg.Redirect(scheme=r.scheme, hostname=r.hostname,
                                                port=r.port, path=_path_mod(r.path, matches),
                                                status_code=r.status_code)
@@ -209,6 +245,8 @@ class _RouteCompiler:
                 w = f.url_rewrite
                 if w is None:
                     raise RuleError("filter URLRewrite has no urlRewrite field")
+                if w.hostname is not None and not valid_hostname(w.hostname, wildcard=False):
+                    raise RuleError(f"rewrite hostname {w.hostname!r} is not a DNS name")
                 out["rewrite"] = cfg.Rewrite(hostname=w.hostname, path=_path_mod(w.path, matches))
             elif f.type == "RequestMirror":
                 mir = f.request_mirror

@@ -418,10 +418,10 @@ def test_invalid_backend_refs(objs: list, kw: dict, reason: Reason) -> None:
     assert rb.weight == 1
 
 
-def test_websocket_app_protocol_is_supported() -> None:
+def test_websocket_app_protocol_is_unsupported_until_upgrade_is_tunnelled() -> None:
     g = graph(service(ports=[{"name": "ws", "port": 80, "appProtocol": "kubernetes.io/ws"}]))
     rb = _resolve(g)
-    assert rb.invalid is None and rb.app_protocol == "kubernetes.io/ws"
+    assert rb.invalid is not None and rb.invalid[0] == Reason.UNSUPPORTED_PROTOCOL
 
 
 def test_cross_namespace_backend_without_grant_is_ref_not_permitted() -> None:

@@ -285,3 +285,10 @@ def test_replace_prefix_non_matching_path_unchanged() -> None:
 
 def test_replace_prefix_relative_replacement_made_absolute() -> None:
     assert replace_prefix("/foo/bar", "/foo", "xyz") == "/xyz/bar"
+
+
+def test_dot_segment_with_path_parameters_public_dotdot_semicolon_admin_is_rejected() -> None:
+    """Tomcat/Jetty/Spring read "/public/..;/admin" as "/admin": never let it match /public."""
+    assert normalize_path("/public/..;/admin") is None
+    assert normalize_path("/public/.;jsessionid=1/x") is None
+    assert normalize_path("/a/b..;c") == "/a/b..;c"  # not a dot segment

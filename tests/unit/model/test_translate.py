@@ -639,3 +639,42 @@ def test_condition_types_are_emitted_in_catalog_order_for_routes() -> None:
     t = translate(snap(route(rules=[{"filters": [{"type": "Bogus"}]}, {}])))
     assert [c.type for c in parent(t).conditions] == [
         CondType.ACCEPTED, CondType.RESOLVED_REFS, CondType.PARTIALLY_INVALID]
+
+
+# --------------------------------------------------------------------------- injection guards
+
+
+@pytest.mark.parametrize("bad_filter", [
+    {"type": "RequestRedirect", "requestRedirect": {"path": {
+        "type": "ReplaceFullPath", "replaceFullPath": "/x\r\nSet-Cookie: pwn=1"}}},
+    {"type": "URLRewrite", "urlRewrite": {"path": {
+        "type": "ReplacePrefixMatch", "replacePrefixMatch": "/y HTTP/1.1\r\nHost: x\r\n\r\nGET /a"}}},
+    {"type": "URLRewrite", "urlRewrite": {"path": {
+        "type": "ReplaceFullPath", "replaceFullPath": "no-leading-slash"}}},
+    {"type": "URLRewrite", "urlRewrite": {"hostname": "evil.example.com\r\nX: y"}},
+    {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+        "set": [{"name": "X-Ok", "value": "a\r\nInjected: 1"}]}},
+    {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+        "set": [{"name": "Content-Length", "value": "0"}]}},
+    {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+        "add": [{"name": "Transfer-Encoding", "value": "chunked"}]}},
+    {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"remove": ["Connection"]}},
+])
+def test_filters_that_could_split_messages_are_refused(bad_filter: dict) -> None:
+    """CR/LF, framing headers and relative paths in filters would allow response splitting
+    or request smuggling: the rule answers 500 instead (UnsupportedValue)."""
+    t = translate(snap(route(rules=[{"filters": [bad_filter],
+                                     "backendRefs": [{"name": "web", "port": 80}]},
+                                    {"matches": [{"path": {"value": "/ok"}}],
+                                     "backendRefs": [{"name": "web", "port": 80}]}])))
+    compiled = {r.rule_index: r for r in rules(t)}
+    assert [b.invalid is not None for b in compiled[0].backends] == [True]
+    pi = conds(parent(t).conditions)["PartiallyInvalid"]
+    assert pi.reason == Reason.UNSUPPORTED_VALUE
+
+
+def test_long_condition_messages_are_cut_to_fit_the_crd() -> None:
+    many = [{"filters": [{"type": f"Bogus{i:04d}" + "x" * 60}]} for i in range(100)]
+    t = translate(snap(route(rules=[*many, {}])))
+    msg = conds(parent(t).conditions)["PartiallyInvalid"].message
+    assert len(msg) <= 1024 and msg.endswith("...")
