@@ -41,6 +41,10 @@ PAUSE_CONNECT = 4
 RESP_NONE, RESP_STARTED, RESP_DONE = 0, 1, 2
 
 
+
+# RFC 9110 9.2.2: only these may be retried automatically after a connection failure.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
 class Exchange:
     """A forwarded request in flight (see the module doc)."""
 
@@ -242,7 +246,7 @@ class Exchange:
         if self.done:
             return
         if (self.reused and not got_bytes and not self.retried and not self.req.has_body
-                and self.client.resp_state == RESP_NONE):
+                and self.req.method in IDEMPOTENT and self.client.resp_state == RESP_NONE):
             self.retried = True  # a stale pooled connection: one fresh attempt
             self.sent_end = False
             self._connect()

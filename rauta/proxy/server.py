@@ -27,7 +27,7 @@ Rules:
 - A backend failing after the response head was sent aborts the client connection: a
   truncated body is never presented as complete. A request on a reused keep-alive
   upstream connection that fails before any response byte is retried once on a new
-  connection when it had no body.
+  connection when it had no body and its method is idempotent (RFC 9110 9.2.2).
 - ``Expect: 100-continue`` is answered by the proxy (``100 Continue`` once the request is
   forwarded) and not passed upstream. ``Upgrade`` is hop-by-hop and removed: WebSocket
   upgrades are not tunnelled.
@@ -205,6 +205,7 @@ class ClientConnection(asyncio.Protocol):
         self.discarded = 0
         self.last_seen = self.loop.time()
         self.head_started: float | None = None  # set while a request head is incomplete
+        self._stop_parsing = False  # after a request whose remaining bytes must not be read
         self._head_bytes = 0
         self._header_count = 0
         self._too_large = False
@@ -246,7 +247,7 @@ class ClientConnection(asyncio.Protocol):
                 # parsing whatever followed its head.
                 offset = exc.args[0] if exc.args else len(data)
                 data = data[offset:]
-                if data and not self.closed:
+                if data and not self.closed and not self._stop_parsing:
                     continue
             except httptools.HttpParserError as exc:
                 if self._too_large:
@@ -335,6 +336,12 @@ class ClientConnection(asyncio.Protocol):
         req.t0 = self.loop.time()
         req.headers_done = True
         self.head_started = None
+        if parser.should_upgrade() and req.has_body:
+            # llhttp stops at the head of an Upgrade request, so its body would be parsed
+            # as the next request (smuggling): refuse it and close the connection.
+            req.bad = "an Upgrade request with a body is not supported"
+            req.keep_alive = False
+            self._stop_parsing = True
         if self.active is None:
             self._pump()
 

@@ -64,6 +64,7 @@ class KubeStatusSink:
         self.conflicts = 0
         self.concurrency = concurrency
         self._dirty: dict[Key, None] = {}  # ordered set of keys waiting to be written
+        self._failures: dict[Key, int] = {}  # consecutive failed writes, for backoff
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -130,9 +131,17 @@ class KubeStatusSink:
         try:
             await self._write_one(st)
         except Exception as exc:  # API errors and network failures: retry later
-            log.warning("status write for %s failed: %s; will retry", "/".join(key), exc)
-            self._dirty.setdefault(key, None)
-            asyncio.get_running_loop().call_later(1.0, self._wake.set)
+            delay = min(30.0, 2.0 ** self._failures.get(key, 0))
+            self._failures[key] = self._failures.get(key, 0) + 1
+            log.warning("status write for %s failed: %s; retrying in %.0fs", "/".join(key),
+                        exc, delay)
+            asyncio.get_running_loop().call_later(delay, self._requeue, key)
+            return
+        self._failures.pop(key, None)
+
+    def _requeue(self, key: Key) -> None:
+        self._dirty.setdefault(key, None)
+        self._kick()
 
     def _status(self, st: AnyStatus, current: Mapping[str, Any], now: str) -> dict[str, Any]:
         if isinstance(st, GatewayClassStatus):

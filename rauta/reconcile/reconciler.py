@@ -204,11 +204,12 @@ class Reconciler:
         snapshot = self.store.snapshot()
         desired = await self._translate(snapshot, self.applied)
         secrets = self.store.tls()
-        for _ in range(3):  # an apply can change the verdicts (e.g. a certificate that
-            # does not load), and so the config: apply until the config is stable
+        for attempt in range(3):  # an apply can change the verdicts (e.g. a certificate
+            # that does not load), and so the config: apply until the config is stable
             tls = referenced_tls(desired.config, secrets)
-            if self.applied is not None and desired.config == self.config and tls == self._tls:
-                break
+            if (self.applied is not None and desired.config == self.config
+                    and tls == self._tls and (attempt > 0 or not self.applied.failed)):
+                break  # (failed ports, e.g. a port in use, are retried once per pass)
             self.stats.applies += 1
             try:
                 applied = await self.proxy.apply(desired.config, tls)
@@ -224,6 +225,8 @@ class Reconciler:
                 self.applied = applied
                 desired = await self._translate(snapshot, applied)
                 break
+            if applied.failed and attempt == 0:  # try again later, not in a hot loop
+                asyncio.get_running_loop().call_later(self.retry_delay, self._mark_dirty)
             if applied != self.applied:
                 self.applied = applied
                 desired = await self._translate(snapshot, applied)

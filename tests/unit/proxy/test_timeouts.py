@@ -54,3 +54,22 @@ async def test_a_complete_head_is_not_cut_by_head_timeout() -> None:
         writer.close()
     finally:
         await proxy.close(0.0)
+
+
+@pytest.mark.timeout(20)
+async def test_upgrade_request_with_a_body_is_refused_and_its_body_never_parsed() -> None:
+    """llhttp stops at an Upgrade head; its body must not become a second request."""
+    proxy = Proxy(registry=CollectorRegistry())
+    port = free_port()
+    try:
+        await proxy.apply(config(port_config(port, rule())))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        smuggled = b"GET /victim HTTP/1.1\r\nHost: a\r\n\r\n"
+        writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled)
+        data = await asyncio.wait_for(reader.read(), 5)  # until the proxy closes
+        assert data.startswith(b"HTTP/1.1 400 ")
+        assert data.count(b"HTTP/1.1 ") == 1  # no answer for the smuggled request
+        writer.close()
+    finally:
+        await proxy.close(0.0)

@@ -357,3 +357,21 @@ async def test_malformed_secret_does_not_block_reconciling(proxy: FakeProxy) -> 
         r.submit(Event("ADDED", o) for o in [*world(PORT), bad])
         await r.wait_idle(5)
         assert len(proxy.calls) == 1
+
+
+async def test_a_port_that_failed_to_bind_is_retried_until_it_binds() -> None:
+    proxy = FakeProxy(fail={PORT: "cannot listen: Address already in use"})
+    sink = RecordingSink()
+    async with Running(proxy, sink, retry_delay=0.05) as r:
+        r.submit(Event("ADDED", o) for o in world(PORT))
+        await r.wait_idle(5)
+        assert r.applied is not None and r.applied.failed
+        proxy.fail.clear()  # the port is free now
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if r.applied is not None and not r.applied.failed:
+                break
+        assert r.applied is not None and r.applied.ports == (PORT,)
+    prog = cond(gw_status(sink.writes).listeners[0].conditions, "Programmed")
+    assert prog.status == "True"
+    assert len(proxy.calls) < 60  # retried on a timer, not in a hot loop
