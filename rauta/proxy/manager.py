@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry
 
 from rauta.model.config import EMPTY, PortConfig, RouterConfig
+from rauta.model.routing import prepare
 from rauta.model.status import Applied
 from rauta.proxy.metrics import ProxyMetrics
 from rauta.proxy.mirror import Mirrorer
@@ -104,6 +105,8 @@ class Proxy:
             if self._closed:
                 raise RuntimeError("proxy is closed")
             started = time.perf_counter()
+            # Maglev tables for every endpoint set, built off the event loop.
+            await asyncio.to_thread(prepare, config)
             wanted = {pc.port: pc for pc in config.ports}
             for port, lst in list(self._listeners.items()):
                 pc = wanted.get(port)

@@ -674,3 +674,22 @@ def test_decision_is_frozen() -> None:
     with pytest.raises(AttributeError):
         d.status = 1  # type: ignore[misc]
     assert isinstance(d, Decision)
+
+
+def test_prepare_builds_every_maglev_table_before_traffic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After prepare(config), routing a request never builds a Maglev table."""
+    from rauta.model import maglev, routing
+
+    sets = [tuple(Endpoint(address=f"10.9.{i}.{j}", port=80) for j in range(1, 4))
+            for i in range(1, 40)]
+    cfg_ = config(*(rule(f"/s{i}", backends=(backend(endpoints=eps),), index=i)
+                    for i, eps in enumerate(sets)))
+    assert routing.prepare(cfg_) == len(sets)
+    calls = []
+    real_build = maglev.build
+    monkeypatch.setattr(maglev, "build", lambda *a, **k: calls.append(1) or real_build(*a, **k))
+    maglev.cached.cache_clear()
+    for i in range(len(sets)):
+        d = route(cfg_, req(f"/s{i}/x"))
+        assert d.kind == "forward" and d.endpoint in sets[i]
+    assert calls == []
