@@ -38,11 +38,21 @@ class FileSource:
 
     def load(self) -> int:
         """Read every file now; returns the number of object changes applied."""
+        objects = self.read()
+        return 0 if objects is None else self.reconciler.replace_all(objects)
+
+    async def load_async(self) -> int:
+        """``load`` with the file reading and parsing in a worker thread (off the loop)."""
+        objects = await asyncio.to_thread(self.read)
+        return 0 if objects is None else self.reconciler.replace_all(objects)
+
+    def read(self) -> list[Mapping[str, Any]] | None:
+        """Every object of the last good version of every file (None: nothing readable)."""
         try:
             files = list_files(self.paths)
         except LoadError as exc:
             log.error("%s", exc)
-            return 0
+            return None
         current: dict[Path, list[Mapping[str, Any]]] = {}
         for gone in set(self.errors) - set(files):
             del self.errors[gone]  # a file that comes back invalid is reported again
@@ -65,16 +75,15 @@ class FileSource:
                 del self.errors[path]
             current[path] = docs
         self.last_good = current
-        objects = [obj for docs in current.values() for obj in docs]
-        return self.reconciler.replace_all(objects)
+        return [obj for docs in current.values() for obj in docs]
 
     async def run(self, *, debounce_ms: int = 50) -> None:
         """Load now, then reload on every change until cancelled."""
-        self.load()
+        await self.load_async()
         watch = [p if p.is_dir() else p.parent for p in self.paths]
         async for _ in watchfiles.awatch(*watch, debounce=debounce_ms, step=20,
                                          recursive=True):
-            self.load()
+            await self.load_async()
 
 
 async def poll_forever(source: FileSource, interval: float = 1.0) -> None:

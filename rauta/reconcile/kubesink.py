@@ -83,6 +83,9 @@ class KubeStatusSink:
     async def write(self, changes: StatusChanges) -> None:
         """Queue changed statuses; a background worker writes them (never blocks the
         reconciler, so config propagation does not wait for status round-trips)."""
+        for key in changes.gone:  # never re-sent on a leader resync
+            self.desired.pop(key, None)
+            self._dirty.pop(key, None)
         items: list[AnyStatus] = [*changes.gateway_classes, *changes.gateways, *changes.routes]
         for st in items:
             key = self.key(st)

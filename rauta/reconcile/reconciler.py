@@ -52,9 +52,12 @@ class StatusChanges:
     gateway_classes: tuple[GatewayClassStatus, ...] = ()
     gateways: tuple[GatewayStatus, ...] = ()
     routes: tuple[RouteStatus, ...] = ()
+    # Objects rauta no longer computes a status for (deleted, or no longer ours): sinks
+    # forget them; nothing is written to them.
+    gone: tuple[tuple[str, str, str], ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.gateway_classes or self.gateways or self.routes)
+        return bool(self.gateway_classes or self.gateways or self.routes or self.gone)
 
 
 class StatusSink(Protocol):
@@ -84,6 +87,7 @@ def status_diff(before: Mapping[tuple[str, str, str], Any],
         gateway_classes=tuple(v for k, v in sorted(changed.items()) if k[0] == "GatewayClass"),
         gateways=tuple(v for k, v in sorted(changed.items()) if k[0] == "Gateway"),
         routes=tuple(v for k, v in sorted(changed.items()) if k[0] == "HTTPRoute"),
+        gone=tuple(sorted(before.keys() - now.keys())),
     )
 
 

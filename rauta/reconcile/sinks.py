@@ -50,6 +50,8 @@ class MemorySink:
 
     async def write(self, changes: StatusChanges) -> None:
         now = self.clock()
+        for key in changes.gone:
+            self.status.pop(key, None)
         for gc in changes.gateway_classes:
             key = ("GatewayClass", "", gc.name)
             self.status[key] = gateway_class_status_dict(gc, self.status.get(key), now)

@@ -179,7 +179,9 @@ def test_normalize_path_arbitrary_text_never_crashes_and_is_idempotent(raw: str)
 @given(_paths)
 def test_normalized_path_has_no_dot_segments_and_keeps_unreserved_decoded(raw: str) -> None:
     out = normalize_path(raw)
-    assert out is not None  # the alphabet has no forbidden escapes
+    if out is None:  # the alphabet has no forbidden escapes; only "..;"-style segments
+        assert ";" in raw, raw
+        return
     assert all(seg not in (".", "..") for seg in out.split("/"))
     assert "%2E" not in out and "%41" not in out and "%7E" not in out
     assert "%3a" not in out  # remaining escapes are upper-cased

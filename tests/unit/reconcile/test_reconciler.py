@@ -375,3 +375,17 @@ async def test_a_port_that_failed_to_bind_is_retried_until_it_binds() -> None:
     prog = cond(gw_status(sink.writes).listeners[0].conditions, "Programmed")
     assert prog.status == "True"
     assert len(proxy.calls) < 60  # retried on a timer, not in a hot loop
+
+
+async def test_deleted_gateway_and_class_disappear_from_the_standalone_status(
+        proxy: FakeProxy) -> None:
+    sink = MemorySink(clock=lambda: "2026-01-01T00:00:00Z")
+    objs = world(PORT)
+    async with Running(proxy, sink) as r:
+        r.submit(Event("ADDED", o) for o in objs)
+        await r.wait_idle(5)
+        assert ("Gateway", "default", "gw") in sink.status or any(
+            k[0] == "Gateway" for k in sink.status)
+        r.submit(Event("DELETED", o) for o in objs if o["kind"] in ("Gateway", "GatewayClass"))
+        await r.wait_idle(5)
+    assert not any(k[0] in ("Gateway", "GatewayClass") for k in sink.status), sink.status.keys()
