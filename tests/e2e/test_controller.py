@@ -516,7 +516,9 @@ def test_statuses_for_every_reason(env: Env) -> None:
         before_ok = env.route("r-ok")
         before_nf = env.route("r-notfound")
         stamp = max(parse_time(c["lastTransitionTime"])
-                    for c in before_gw["status"]["conditions"])
+                    for c in [*before_gw["status"]["conditions"],
+                              *env.our_parents(before_nf)[0]["conditions"],
+                              *env.our_parents(before_ok)[0]["conditions"]])
         while dt.datetime.now(dt.UTC) < stamp + dt.timedelta(seconds=1.2):
             time.sleep(0.1)
         spec = before_gw["spec"]
