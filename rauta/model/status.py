@@ -181,3 +181,31 @@ def merge_route_parents(
                                            route.generation, now),
         })
     return out
+
+
+AnyStatus = GatewayClassStatus | GatewayStatus | RouteStatus
+
+
+def status_key(st: AnyStatus) -> tuple[str, str, str]:
+    """(kind, namespace, name) of the object a status belongs to."""
+    if isinstance(st, GatewayClassStatus):
+        return ("GatewayClass", "", st.name)
+    if isinstance(st, GatewayStatus):
+        return ("Gateway", st.namespace, st.name)
+    return ("HTTPRoute", st.namespace, st.name)
+
+
+def stamp(st: AnyStatus, current: Mapping[str, Any] | None, *, controller_name: str,
+          now: str, addresses: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
+    """The full new ``status`` of an object, stamped against its ``current`` status.
+
+    Fields rauta does not own are kept as they are; for HTTPRoutes only our parent entries
+    change. Every sink writes what this returns.
+    """
+    cur = dict(current or {})
+    if isinstance(st, GatewayClassStatus):
+        return {**cur, **gateway_class_status_dict(st, cur, now)}
+    if isinstance(st, GatewayStatus):
+        return {**cur, **gateway_status_dict(st, cur, now, addresses)}
+    return {**cur, "parents": merge_route_parents(st, cur.get("parents") or (),
+                                                  controller_name, now)}

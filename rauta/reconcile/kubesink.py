@@ -19,31 +19,18 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from rauta.model.status import (
-    GatewayClassStatus,
-    GatewayStatus,
-    RouteStatus,
-    gateway_class_status_dict,
-    gateway_status_dict,
-    merge_route_parents,
-)
+from rauta.model.status import AnyStatus, stamp, status_key
 from rauta.reconcile.kube import KINDS, ApiError, KubeClient
 from rauta.reconcile.reconciler import StatusChanges
+from rauta.reconcile.sinks import utc_now
 
 log = logging.getLogger("rauta.status")
 Key = tuple[str, str, str]
-AnyStatus = GatewayClassStatus | GatewayStatus | RouteStatus
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 class KubeStatusSink:
@@ -72,13 +59,7 @@ class KubeStatusSink:
         self.metric = Counter("rauta_status_writes", "Status subresource writes, by outcome",
                               ["kind", "outcome"], registry=registry)
 
-    @staticmethod
-    def key(st: AnyStatus) -> Key:
-        if isinstance(st, GatewayClassStatus):
-            return ("GatewayClass", "", st.name)
-        if isinstance(st, GatewayStatus):
-            return ("Gateway", st.namespace, st.name)
-        return ("HTTPRoute", st.namespace, st.name)
+    key = staticmethod(status_key)
 
     async def write(self, changes: StatusChanges) -> None:
         """Queue changed statuses; a background worker writes them (never blocks the
@@ -146,14 +127,6 @@ class KubeStatusSink:
         self._dirty.setdefault(key, None)
         self._kick()
 
-    def _status(self, st: AnyStatus, current: Mapping[str, Any], now: str) -> dict[str, Any]:
-        if isinstance(st, GatewayClassStatus):
-            return {**current, **gateway_class_status_dict(st, current, now)}
-        if isinstance(st, GatewayStatus):
-            return {**current, **gateway_status_dict(st, current, now, self.addresses)}
-        parents = merge_route_parents(st, current.get("parents") or (), self.controller_name, now)
-        return {**current, "parents": parents}
-
     async def _write_one(self, st: AnyStatus) -> None:
         kind, ns, name = self.key(st)
         ref = KINDS[kind]
@@ -168,7 +141,8 @@ class KubeStatusSink:
             if self.desired.get((kind, ns, name)) is not st:
                 return  # a newer desired status superseded this one
             current = obj.get("status") or {}
-            new = self._status(st, current, self.clock())
+            new = stamp(st, current, controller_name=self.controller_name, now=self.clock(),
+                        addresses=self.addresses)
             if new == current:
                 self.skipped += 1
                 self.metric.labels(kind, "unchanged").inc()

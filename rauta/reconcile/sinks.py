@@ -22,11 +22,7 @@ from typing import Any
 import yaml
 
 from rauta.model.graph import DEFAULT_CONTROLLER
-from rauta.model.status import (
-    gateway_class_status_dict,
-    gateway_status_dict,
-    merge_route_parents,
-)
+from rauta.model.status import stamp, status_key
 from rauta.reconcile.reconciler import StatusChanges
 
 log = logging.getLogger("rauta.status")
@@ -52,23 +48,14 @@ class MemorySink:
         now = self.clock()
         for key in changes.gone:
             self.status.pop(key, None)
-        for gc in changes.gateway_classes:
-            key = ("GatewayClass", "", gc.name)
-            self.status[key] = gateway_class_status_dict(gc, self.status.get(key), now)
+        written = []
+        for st in (*changes.gateway_classes, *changes.gateways, *changes.routes):
+            key = status_key(st)
+            self.status[key] = stamp(st, self.status.get(key),
+                                     controller_name=self.controller_name, now=now)
             self.writes += 1
-        for gw in changes.gateways:
-            key = ("Gateway", gw.namespace, gw.name)
-            self.status[key] = gateway_status_dict(gw, self.status.get(key), now)
-            self.writes += 1
-        for rt in changes.routes:
-            key = ("HTTPRoute", rt.namespace, rt.name)
-            prev = (self.status.get(key) or {}).get("parents") or ()
-            self.status[key] = {"parents": merge_route_parents(rt, prev, self.controller_name,
-                                                               now)}
-            self.writes += 1
-        for key in sorted({*((("GatewayClass", "", g.name)) for g in changes.gateway_classes),
-                           *(("Gateway", g.namespace, g.name) for g in changes.gateways),
-                           *(("HTTPRoute", r.namespace, r.name) for r in changes.routes)}):
+            written.append(key)
+        for key in sorted(written):
             log.info("status %s %s: %s", key[0], "/".join(p for p in key[1:] if p),
                      summary(self.status[key]))
         if self.path is not None:
