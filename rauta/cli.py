@@ -76,6 +76,7 @@ def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file:
     from rauta.serve import serve
 
     setup_logging(verbose)
+    tune_gc()
     code = asyncio.run(serve(list(paths), admin=admin, host=listen_host,
                              status_file=Path(status_file) if status_file else None,
                              controller_name=controller_name, grace=grace, hash_on=hash_on))
@@ -124,6 +125,7 @@ def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, li
     from rauta.controller import run_controller
 
     setup_logging(verbose)
+    tune_gc()
     sys.exit(asyncio.run(run_controller(
         kubeconfig=kubeconfig, admin=admin, namespace=namespace, controller_name=controller_name,
         listen_host=listen_host, addresses=list(addresses), lease_namespace=lease_namespace,
@@ -182,6 +184,17 @@ def logging_level_quiet(verbose: bool) -> None:
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections for a long-running server: everything alive at
+    start-up (modules, the initial config) leaves the collector's view, and young
+    collections run less often (measured: steadier translate and proxy tail latency)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def setup_logging(verbose: bool = False) -> None:
