@@ -18,7 +18,8 @@ Rules:
   and the whole request was sent; otherwise it is closed.
 - Timeout: the shorter of ``timeouts.request_ms`` and ``timeouts.backend_request_ms``,
   counted from the request's headers. Before the response head: 504. After: the client
-  connection is aborted. A connect timeout is a 504, any other connect error a 502.
+  connection is aborted. A route without timeouts still gets a 504 when no response head
+  arrives within ``response_head_timeout`` (60 s by default). A connect timeout is a 504, any other connect error a 502.
 - Once finished (``done``), late events are ignored; ``cancel`` drops everything at once
   (client gone, client parse error).
 """
@@ -49,7 +50,8 @@ class Exchange:
     """A forwarded request in flight (see the module doc)."""
 
     __slots__ = ("client", "req", "decision", "view", "key", "up", "head", "chunked",
-                 "pending", "sent_end", "tee", "timer", "connect_task", "reused",
+                 "pending", "sent_end", "tee", "timer", "head_timer", "connect_task",
+                 "reused",
                  "retried", "done", "down", "held")
 
     def __init__(self, client: ClientConnection, req: _Request, decision: Decision,
@@ -68,6 +70,7 @@ class Exchange:
         self.sent_end = False
         self.tee: MirrorTee | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.head_timer = False  # the timer bounds only the wait for the response head
         self.connect_task: asyncio.Task[UpstreamConnection] | None = None
         self.reused = False
         self.retried = False
@@ -96,6 +99,12 @@ class Exchange:
             ms = min(x for x in (t.request_ms, t.backend_request_ms) if x)
             delay = ms / 1000.0 - (client.loop.time() - req.t0)
             self.timer = client.loop.call_later(max(0.0, delay), self._timeout)
+        elif client.rt.response_head_timeout:
+            # No route timeout: a backend that never starts answering still gets a 504 (a
+            # response that has started may stream for as long as it likes).
+            self.head_timer = True
+            self.timer = client.loop.call_later(client.rt.response_head_timeout,
+                                                self._timeout)
         conn = client.rt.pool.acquire(self.key)
         if conn is not None:
             self._attach(conn)
@@ -195,6 +204,9 @@ class Exchange:
         client.status = status
         client.resp_state = RESP_STARTED
         self.held = hdr.response_head(status, reason, out)
+        if self.head_timer and self.timer is not None:
+            self.timer.cancel()  # only the wait for the head was bounded
+            self.timer = None
 
     def upstream_body(self, data: bytes) -> None:
         transport = self.client.transport

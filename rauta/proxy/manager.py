@@ -67,7 +67,7 @@ class Proxy:
                  max_idle_per_endpoint: int = 64, connect_timeout: float = 5.0,
                  upstream_idle_timeout: float = 60.0, client_idle_timeout: float = 75.0,
                  max_head_bytes: int = 64 * 1024, max_headers: int = 100,
-                 head_timeout: float = 30.0) -> None:
+                 head_timeout: float = 30.0, response_head_timeout: float = 60.0) -> None:
         self.host = host
         self.drain_seconds = drain_seconds
         self.metrics = ProxyMetrics(registry)
@@ -77,7 +77,8 @@ class Proxy:
         self._rt = Runtime(metrics=self.metrics, pool=self.pool, mirrors=self.mirrors,
                            hash_on=hash_on, max_head_bytes=max_head_bytes,
                            max_headers=max_headers, idle_timeout=client_idle_timeout,
-                           head_timeout=head_timeout)
+                           head_timeout=head_timeout,
+                           response_head_timeout=response_head_timeout)
         self._listeners: dict[int, Listener] = {}
         self._drains: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()

@@ -75,9 +75,11 @@ class Runtime:
     def __init__(self, *, metrics: ProxyMetrics, pool: UpstreamPool, mirrors: Mirrorer,
                  hash_on: str = "flow", max_head_bytes: int = 64 * 1024,
                  max_headers: int = 100, max_discard: int = 1 << 20,
-                 idle_timeout: float = 75.0, head_timeout: float = 30.0) -> None:
+                 idle_timeout: float = 75.0, head_timeout: float = 30.0,
+                 response_head_timeout: float = 60.0) -> None:
         self.config: RouterConfig = EMPTY
         self.head_timeout = head_timeout
+        self.response_head_timeout = response_head_timeout
         self.metrics = metrics
         self.pool = pool
         self.mirrors = mirrors

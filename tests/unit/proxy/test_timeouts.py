@@ -73,3 +73,36 @@ async def test_upgrade_request_with_a_body_is_refused_and_its_body_never_parsed(
         writer.close()
     finally:
         await proxy.close(0.0)
+
+
+@pytest.mark.timeout(20)
+async def test_route_without_timeouts_still_gets_504_when_no_response_head_comes() -> None:
+    from tests.unit.proxy.conftest import backend, get, raw_backend
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(10)  # never answers
+
+    async def slow_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        await writer.drain()
+        await asyncio.sleep(1.0)  # the head came in time: the body may take longer
+        writer.write(b"cd")
+        await writer.drain()
+
+    server1, p1 = await raw_backend(silent)
+    server2, p2 = await raw_backend(slow_body)
+    proxy = Proxy(registry=CollectorRegistry(), response_head_timeout=0.5)
+    port = free_port()
+    try:
+        await proxy.apply(config(port_config(
+            port, rule(backend(p1), path="/silent"), rule(backend(p2), path="/slow"))))
+        r = await get(port, "/silent")
+        assert r.status == 504
+        r = await get(port, "/slow")
+        assert r.status == 200 and r.body == b"abcd"
+    finally:
+        await proxy.close(0.0)
+        server1.close()
+        server2.close()
