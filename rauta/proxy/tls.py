@@ -122,6 +122,7 @@ class PortTLS:
         self.context.sni_callback = self._on_sni
         self._by_host: dict[str, ssl.SSLContext] = {}
         self._default_pairs: tuple[Pem, ...] = ()
+        self._signature: object = None  # what the installed contexts were built from
 
     @property
     def hostnames(self) -> tuple[str, ...]:
@@ -131,8 +132,14 @@ class PortTLS:
                secrets: Mapping[str, Pem]) -> list[str]:
         """Install the certificates of a port; returns problems found (may be empty).
 
-        Raises ``ValueError`` when no certificate at all could be loaded.
+        Raises ``ValueError`` when no certificate at all could be loaded. Unchanged
+        certificates and key material are not loaded again (a config change elsewhere, such
+        as endpoint churn, costs nothing here).
         """
+        signature = (tuple(certificates),
+                     tuple((n, secrets.get(n)) for c in certificates for n in c.secrets))
+        if signature == self._signature:
+            return []
         problems: list[str] = []
         by_host: dict[str, ssl.SSLContext] = {}
         pairs_by_host: dict[str, list[Pem]] = {}
@@ -165,6 +172,7 @@ class PortTLS:
                 load_pem(self.context, cert_pem, key_pem)
             self._default_pairs = default_pairs
         self._by_host = by_host
+        self._signature = signature
         return problems
 
     def _on_sni(self, sslobj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None,
