@@ -10,7 +10,6 @@ gets SIGTERM if the test process dies (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -27,20 +26,11 @@ from typing import Any, TypeVar
 from prometheus_client.parser import text_string_to_metric_families
 
 from rauta.reconcile.kube import KINDS, Kind
-from tests.e2e.lab import free_port
+from tests.e2e.lab import _die_with_parent, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
-try:
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
-except OSError:  # pragma: no cover - not glibc
-    _LIBC = None
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class ControllerError(AssertionError):

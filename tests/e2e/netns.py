@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import http.client
 import json
 import os
@@ -33,17 +32,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.e2e.lab import _die_with_parent
+
 REPO = Path(__file__).resolve().parents[2]
 
-try:
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
-except OSError:  # pragma: no cover - not glibc
-    _LIBC = None
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
