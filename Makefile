@@ -4,7 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test venv lint typecheck lab unit quickstart goldens bench clean
+.PHONY: test venv system lint typecheck lab unit quickstart goldens bench clean
+
+# Debian packages the tests use: nginx-light (the side-by-side strictness judge) and wrk
+# (benchmarks). Installed only when missing and when we are root (CI is); otherwise the
+# tests that need them skip and say why.
+SYSTEM_PKGS := nginx-light wrk
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +35,16 @@ lab:
 
 # The full suite: lint, strict types for the pure model, the lab build, then every test
 # with the CI hypothesis profile (>= 200 examples per state machine).
-test: lint typecheck lab
+system:
+	@missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "system: installing$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	else echo "system: not root; missing$$missing (tests that need them will skip)"; fi
+
+test: system lint typecheck lab
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 unit: $(STAMP)
