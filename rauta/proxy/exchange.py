@@ -1,25 +1,41 @@
 """One forwarded request: the bridge between a client connection and an upstream one.
 
-Role: an ``Exchange`` carries out a "forward" Decision for the active request of a
-``ClientConnection``: it builds the upstream head (``headers``), takes a pooled
-connection or opens one, streams the request body up and the response back, applies the
-response header modifiers, feeds the mirror tee, and enforces the route's timeouts. It is
-the ``UpstreamSink`` of the upstream connection it uses.
+Role: an ``Exchange`` carries out a "forward" Decision for one request. It builds the
+upstream head (``headers``), takes a pooled connection or opens one, streams the request
+body up and the response back, applies the response header modifiers, feeds the mirror
+tee, and enforces the route's timeouts. It talks to its two sides through two narrow
+interfaces and owns no state of either:
+
+- the client side is a ``Downstream`` (below; ``server.ClientConnection`` is the real
+  one, tests use a fake): start the response, send body, end it, fail, flush, pause and
+  resume the upload. How the response is framed for the client, keep-alive, and every
+  state of the client connection are the Downstream's business.
+- the backend side is an ``UpstreamConnection``, for which the Exchange is the
+  ``UpstreamSink``.
 
 Rules:
-- Upstream head: the client's headers minus hop-by-hop ones, ``Host`` and ``Expect``;
-  ``Host`` is the Decision's ``upstream_host``; X-Forwarded-For/Proto/Host as in
-  ``headers.add_forwarded``; then the Decision's request modifiers (rule, then backend);
-  then the framing: ``Content-Length`` as received, or ``Transfer-Encoding: chunked``.
+- Upstream head: ``headers.upstream_headers`` (client headers minus hop-by-hop ones,
+  framing, ``Host`` and ``Expect``; ``Host`` is the Decision's ``upstream_host``; the
+  forwarding headers per ``trusted_hops``), then the Decision's request modifiers (rule,
+  then backend), then the framing, last, from the parser's state: ``Content-Length`` as
+  parsed (never as received), or ``Transfer-Encoding: chunked``. ``Connection`` can
+  never remove framing or ``Host``.
 - The target is the Decision's ``upstream_path``, which carries the query untouched.
-- Until the upstream connection exists, body bytes are kept (the client socket is not
-  read meanwhile, so at most one socket read is kept).
-- The upstream connection is pooled again only when the response was complete, keep-alive
-  and the whole request was sent; otherwise it is closed.
+- Response head: ``headers.response_headers`` (no hop-by-hop headers, no framing), then
+  the Decision's response modifiers; the Downstream adds the framing for the client.
+- Until the upstream connection exists, body bytes are kept and the upload is paused,
+  so at most one socket read is kept.
+- The upstream connection is released only when the response was complete, the backend
+  allowed keep-alive and the whole request was sent; otherwise it is closed. (The
+  connection itself defers the release until its parser has returned.)
 - Timeout: the shorter of ``timeouts.request_ms`` and ``timeouts.backend_request_ms``,
-  counted from the request's headers. Before the response head: 504. After: the client
-  connection is aborted. A route without timeouts still gets a 504 when no response head
-  arrives within ``response_head_timeout`` (60 s by default). A connect timeout is a 504, any other connect error a 502.
+  counted from the request's headers. A route without timeouts gets a 504 when no
+  response head arrives within ``response_head_timeout`` of the request body's end (an
+  upload may take as long as it likes). Before the response head: 504. After: the
+  client connection is dropped. A connect timeout is a 504, any other connect error 502.
+- A request on a reused keep-alive connection that fails before any response byte is
+  retried once on a new connection when it had no body and its method is idempotent
+  (RFC 9110 §9.2.2).
 - Once finished (``done``), late events are ignored; ``cancel`` drops everything at once
   (client gone, client parse error).
 """
@@ -27,7 +43,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from rauta.model.routing import Decision, RequestView
 from rauta.proxy import headers as hdr
@@ -35,39 +51,72 @@ from rauta.proxy.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
     from rauta.proxy.mirror import MirrorTee
-    from rauta.proxy.server import ClientConnection, _Request
-
-PAUSE_UPLOAD = 2
-PAUSE_CONNECT = 4
-RESP_NONE, RESP_STARTED, RESP_DONE = 0, 1, 2
-
-
+    from rauta.proxy.runtime import Runtime
 
 # RFC 9110 9.2.2: only these may be retried automatically after a connection failure.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
+
+class Downstream(Protocol):
+    """The client side of one exchange (the mirror of ``upstream.UpstreamSink``)."""
+
+    def start_response(self, status: int, reason: str, headers: hdr.Headers, framing: str,
+                       length: int | None) -> None:
+        """A response head: ``headers`` carry no framing; ``framing`` is ``"none"``,
+        ``"length"`` (``length`` bytes follow) or ``"stream"`` (until ``end_response``);
+        for ``"none"``, ``length`` is a HEAD response's Content-Length, if any."""
+
+    def send_body(self, data: bytes) -> None: ...
+
+    def end_response(self) -> None: ...
+
+    def flush(self) -> None:
+        """Write out anything held back (a head waiting for its first body bytes)."""
+
+    def fail(self, status: int, text: str) -> None:
+        """The exchange cannot go on: answer ``status`` if nothing was sent, else drop."""
+
+    def pause_upload(self) -> None: ...
+
+    def resume_upload(self) -> None: ...
+
+
+class RequestHead(Protocol):
+    """What an exchange reads of the client's request (``server.Request``)."""
+
+    method: str
+    headers: hdr.Headers
+    length: int | None
+    chunked: bool
+    has_body: bool
+    t0: float
+
+
 class Exchange:
     """A forwarded request in flight (see the module doc)."""
 
-    __slots__ = ("client", "req", "decision", "view", "key", "up", "head", "chunked",
-                 "pending", "sent_end", "tee", "timer", "head_timer", "connect_task",
-                 "reused",
-                 "retried", "done", "down", "held")
+    __slots__ = ("down", "rt", "loop", "req", "decision", "view", "client_ip", "scheme", "key",
+                 "up", "head", "pending", "ended", "sent_end", "tee", "timer", "head_timer",
+                 "connect_task", "reused", "retried", "done", "started", "download_paused")
 
-    def __init__(self, client: ClientConnection, req: _Request, decision: Decision,
-                 view: RequestView) -> None:
-        self.client = client
+    def __init__(self, down: Downstream, rt: Runtime, req: RequestHead, decision: Decision,
+                 view: RequestView, *, client_ip: str, scheme: str) -> None:
+        self.down = down
+        self.rt = rt
+        self.loop = asyncio.get_running_loop()
         self.req = req
         self.decision = decision
         self.view = view
+        self.client_ip = client_ip
+        self.scheme = scheme
         ep = decision.endpoint
         assert ep is not None
         self.key = (ep.address, ep.port)
         self.up: UpstreamConnection | None = None
         self.head = b""
-        self.chunked = req.chunked
         self.pending: list[bytes] = []
-        self.sent_end = False
+        self.ended = False  # the client's request body is complete
+        self.sent_end = False  # ... and all of it went upstream
         self.tee: MirrorTee | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.head_timer = False  # the timer bounds only the wait for the response head
@@ -75,37 +124,32 @@ class Exchange:
         self.reused = False
         self.retried = False
         self.done = False
-        self.down = "raw"
-        self.held = b""  # the response head, written together with the first body bytes
+        self.started = False  # a response head was handed to the Downstream
+        self.download_paused = False
 
     # ------------------------------------------------------------------ request side
 
     def start(self) -> None:
-        client, req, d = self.client, self.req, self.decision
-        base = hdr.upstream_headers(req.headers, host=d.upstream_host,
-                                    client_ip=client.client_ip,
-                                    proto=client.listener.scheme, forwarded_host=self.view.host)
+        req, d, rt = self.req, self.decision, self.rt
+        base = hdr.upstream_headers(req.headers, host=d.upstream_host, client_ip=self.client_ip,
+                                    proto=self.scheme, forwarded_host=self.view.host,
+                                    trusted_hops=rt.trusted_hops)
         headers = hdr.apply_modifiers(base, d.request_headers)
+        framing = hdr.framing_headers(req.length, req.chunked)
         if d.mirrors:
             rule_mod = d.rule.filters.request_headers if d.rule is not None else None
-            self.tee = client.rt.mirrors.start(d.mirrors, req.method, d.upstream_path,
-                                               hdr.apply_modifier(base, rule_mod),
-                                               req.has_body)
-        if self.chunked:
-            headers.append(("Transfer-Encoding", "chunked"))
-        self.head = hdr.request_head(req.method, d.upstream_path, headers)
+            self.tee = rt.mirrors.start(d.mirrors, req.method, d.upstream_path,
+                                        hdr.apply_modifier(base, rule_mod) + framing,
+                                        req.has_body)
+        self.head = hdr.request_head(req.method, d.upstream_path, headers + framing)
         t = d.timeouts
         if t is not None and (t.request_ms or t.backend_request_ms):
             ms = min(x for x in (t.request_ms, t.backend_request_ms) if x)
-            delay = ms / 1000.0 - (client.loop.time() - req.t0)
-            self.timer = client.loop.call_later(max(0.0, delay), self._timeout)
-        elif client.rt.response_head_timeout:
-            # No route timeout: a backend that never starts answering still gets a 504 (a
-            # response that has started may stream for as long as it likes).
-            self.head_timer = True
-            self.timer = client.loop.call_later(client.rt.response_head_timeout,
-                                                self._timeout)
-        conn = client.rt.pool.acquire(self.key)
+            delay = ms / 1000.0 - (self.loop.time() - req.t0)
+            self.timer = self.loop.call_later(max(0.0, delay), self._timeout)
+        else:
+            self.head_timer = True  # armed when the request body ends (request_end)
+        conn = rt.pool.acquire(self.key)
         if conn is not None:
             self._attach(conn)
         else:
@@ -118,19 +162,17 @@ class Exchange:
         pending, self.pending = self.pending, []
         for data in pending:
             self._send(data)
-        if self.req.complete:
+        if self.ended:
             self._send_end()
         if conn.write_paused:
-            self.client._pause(PAUSE_UPLOAD)
-        if self.client.write_paused:
+            self.down.pause_upload()
+        if self.download_paused:
             conn.pause_reading()
 
     def _connect(self) -> None:
-        client = self.client
         backend = self.decision.backend
-        client._pause(PAUSE_CONNECT)
-        task = client.loop.create_task(
-            client.rt.pool.connect(self.key, backend.name if backend else ""))
+        self.down.pause_upload()  # body bytes wait here: read no more meanwhile
+        task = self.loop.create_task(self.rt.pool.connect(self.key, backend.name if backend else ""))
         self.connect_task = task
         task.add_done_callback(self._connected)
 
@@ -143,12 +185,11 @@ class Exchange:
             if exc is None:
                 task.result().release()
             return
-        self.client._resume(PAUSE_CONNECT)
+        self.down.resume_upload()
         if exc is not None:
-            if isinstance(exc, TimeoutError):
-                self._error(504, "upstream connect timeout")
-            else:
-                self._error(502, "upstream connect error")
+            self._error(504 if isinstance(exc, TimeoutError) else 502,
+                        "upstream connect timeout" if isinstance(exc, TimeoutError)
+                        else "upstream connect error")
             return
         self._attach(task.result())
 
@@ -161,15 +202,21 @@ class Exchange:
             self.pending.append(data)
 
     def request_end(self) -> None:
+        self.ended = True
         if self.tee is not None:
             tee, self.tee = self.tee, None
             tee.finish()
         if self.up is not None:
             self._send_end()
+        if self.head_timer and self.timer is None and not self.started and not self.done:
+            # No route timeout: the wait for the response head starts now.
+            if self.rt.response_head_timeout:
+                self.timer = self.loop.call_later(self.rt.response_head_timeout,
+                                                  self._timeout)
 
     def _send(self, data: bytes) -> None:
         assert self.up is not None
-        if self.chunked:
+        if self.req.chunked:
             self.up.writelines(hdr.chunk(data))
         else:
             self.up.write(data)
@@ -178,87 +225,60 @@ class Exchange:
         if self.sent_end:
             return
         self.sent_end = True
-        if self.chunked and self.up is not None:
+        if self.req.chunked and self.up is not None:
             self.up.write(hdr.CHUNK_END)
+
+    def pause_download(self) -> None:
+        """The client stopped taking response bytes: stop reading the backend."""
+        self.download_paused = True
+        if self.up is not None:
+            self.up.pause_reading()
+
+    def resume_download(self) -> None:
+        self.download_paused = False
+        if self.up is not None:
+            self.up.resume_reading()
 
     # ------------------------------------------------------------------ UpstreamSink
 
-    def upstream_head(self, status: int, reason: str, headers: hdr.Headers,
-                      framing: str) -> None:
-        client, req = self.client, self.req
+    def upstream_head(self, status: int, reason: str, headers: hdr.Headers, framing: str,
+                      length: int | None = None) -> None:
         if status == 101:  # Upgrade is never forwarded, so a switch is a broken backend
             self._error(502, "unexpected protocol switch from upstream")
             return
-        out = hdr.apply_modifiers(hdr.strip_hop_by_hop(headers), self.decision.response_headers)
+        out = hdr.apply_modifiers(hdr.response_headers(headers), self.decision.response_headers)
         if framing in ("chunked", "close"):
-            out = [p for p in out if p[0].lower() != "content-length"]
-            if req.version == "1.0":
-                self.down = "close"
-            else:
-                self.down = "chunked"
-                out.append(("Transfer-Encoding", "chunked"))
-        keep = client.keep_alive_for(req) and self.down != "close"
-        out.extend(hdr.connection_header(keep, req.version))
-        if not keep:
-            client.close_after = True
-        client.status = status
-        client.resp_state = RESP_STARTED
-        self.held = hdr.response_head(status, reason, out)
+            framing = "stream"
+        elif length is None and (framing == "length" or self.req.method == "HEAD"):
+            length = hdr.content_length(headers)
+        self.started = True
         if self.head_timer and self.timer is not None:
             self.timer.cancel()  # only the wait for the head was bounded
             self.timer = None
+        self.down.start_response(status, reason, out, framing, length)
 
     def upstream_body(self, data: bytes) -> None:
-        transport = self.client.transport
-        if transport is None:
-            return
-        if self.down == "chunked":
-            if self.held:
-                held, self.held = self.held, b""
-                transport.writelines((held, *hdr.chunk(data)))
-            else:
-                transport.writelines(hdr.chunk(data))
-        elif self.held:
-            held, self.held = self.held, b""
-            transport.writelines((held, data))
-        else:
-            transport.write(data)
+        self.down.send_body(data)
 
     def upstream_flush(self) -> None:
-        """Write a response head still held back (its body has not arrived yet)."""
-        if self.held:
-            held, self.held = self.held, b""
-            self.client._write(held)
+        self.down.flush()
 
     def upstream_done(self, reusable: bool) -> None:
-        client = self.client
         up, self.up = self.up, None
         self._finish()
-        held, self.held = self.held, b""
-        if self.down == "chunked":
-            client._write(held + hdr.CHUNK_END)
-        else:
-            if held:
-                client._write(held)
-            if self.down == "close":
-                client.close_after = True
         if up is not None:
             if reusable and self.sent_end:
                 up.release()
             else:
                 up.close()
-        client.resp_state = RESP_DONE
-        if client.exchange is self:
-            client.exchange = None  # what is left of the request body is discarded
-        client._resume(PAUSE_UPLOAD | PAUSE_CONNECT)
-        client._maybe_finish()
+        self.down.end_response()
 
     def upstream_failed(self, error: BaseException, got_bytes: bool) -> None:
         self.up = None
         if self.done:
             return
         if (self.reused and not got_bytes and not self.retried and not self.req.has_body
-                and self.req.method in IDEMPOTENT and self.client.resp_state == RESP_NONE):
+                and self.req.method in IDEMPOTENT and not self.started):
             self.retried = True  # a stale pooled connection: one fresh attempt
             self.sent_end = False
             self._connect()
@@ -266,10 +286,10 @@ class Exchange:
         self._error(502, "upstream connection failed")
 
     def upstream_pause_writing(self) -> None:
-        self.client._pause(PAUSE_UPLOAD)
+        self.down.pause_upload()
 
     def upstream_resume_writing(self) -> None:
-        self.client._resume(PAUSE_UPLOAD)
+        self.down.resume_upload()
 
     # ------------------------------------------------------------------ endings
 
@@ -279,22 +299,11 @@ class Exchange:
             self._error(504, "upstream request timeout")
 
     def _error(self, status: int, text: str) -> None:
-        client = self.client
         up, self.up = self.up, None
         self._finish()
         if up is not None:
             up.abort()
-        if client.exchange is not self:
-            return
-        if client.resp_state == RESP_STARTED and self.held:
-            client.resp_state = RESP_NONE  # the head never left: a clean error is possible
-        self.held = b""
-        if client.resp_state == RESP_NONE:
-            client.respond(status, text, close=not self.req.complete)
-        else:
-            client.status = status
-            client.record_aborted()
-            client.abort()
+        self.down.fail(status, text)
 
     def _finish(self) -> None:
         self.done = True
@@ -306,7 +315,7 @@ class Exchange:
             self.connect_task = None
 
     def cancel(self) -> None:
-        """Drop the exchange at once: no response will be written by it."""
+        """Drop the exchange at once: the Downstream hears nothing more from it."""
         up, self.up = self.up, None
         self._finish()
         self.tee = None

@@ -38,7 +38,8 @@ from rauta.model.routing import prepare
 from rauta.model.status import Applied
 from rauta.proxy.metrics import ProxyMetrics
 from rauta.proxy.mirror import Mirrorer
-from rauta.proxy.server import Listener, Runtime
+from rauta.proxy.runtime import Runtime
+from rauta.proxy.server import Listener
 from rauta.proxy.tls import PortTLS, check_pair
 from rauta.proxy.upstream import Key, UpstreamPool
 
@@ -67,7 +68,11 @@ class Proxy:
                  max_idle_per_endpoint: int = 64, connect_timeout: float = 5.0,
                  upstream_idle_timeout: float = 60.0, client_idle_timeout: float = 75.0,
                  max_head_bytes: int = 64 * 1024, max_headers: int = 100,
-                 head_timeout: float = 30.0, response_head_timeout: float = 60.0) -> None:
+                 head_timeout: float = 30.0, response_head_timeout: float = 60.0,
+                 body_timeout: float = 60.0, send_timeout: float = 60.0,
+                 lingering_timeout: float = 5.0, lingering_time: float = 30.0,
+                 max_connections: int = 10000, underscores_in_headers: bool = False,
+                 allow_trace: bool = False, trusted_hops: int = 0) -> None:
         self.host = host
         self.drain_seconds = drain_seconds
         self.metrics = ProxyMetrics(registry)
@@ -78,7 +83,12 @@ class Proxy:
                            hash_on=hash_on, max_head_bytes=max_head_bytes,
                            max_headers=max_headers, idle_timeout=client_idle_timeout,
                            head_timeout=head_timeout,
-                           response_head_timeout=response_head_timeout)
+                           response_head_timeout=response_head_timeout,
+                           body_timeout=body_timeout, send_timeout=send_timeout,
+                           lingering_timeout=lingering_timeout, lingering_time=lingering_time,
+                           max_connections=max_connections,
+                           underscores_in_headers=underscores_in_headers,
+                           allow_trace=allow_trace, trusted_hops=trusted_hops)
         self._listeners: dict[int, Listener] = {}
         self._drains: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()

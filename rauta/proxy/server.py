@@ -1,38 +1,49 @@
 """The client side of the data plane: one asyncio Protocol per downstream connection.
 
-Role: parse HTTP/1.1 requests with ``httptools.HttpRequestParser``, route each with the
-pure ``rauta.model.routing.route`` and carry out the Decision: answer errors and
-redirects, or stream the request to a pooled upstream connection and the response back.
-Header transformations live in ``rauta.proxy.headers``; this module only moves bytes.
+Role: parse HTTP/1.x requests with ``httptools.HttpRequestParser`` (llhttp), check what
+the parser leaves to its caller, route each request with the pure
+``rauta.model.routing.route`` and carry out the Decision: answer errors and redirects,
+or hand the request to an ``Exchange``, for which the connection is the ``Downstream``.
+Header transformations live in ``rauta.proxy.headers``; the Exchange never touches the
+connection's state. Every state of a client connection and every transition lives here:
+
+- connection: ``OPEN`` → (``LINGER``) → ``CLOSED``. ``LINGER``: after a proxy-made answer
+  to a request whose body was not read, or to a request whose framing is unknown, the
+  write side is shut and input is read and discarded until the client is quiet for
+  ``lingering_timeout`` (or ``lingering_time`` passed), so the answer is not lost to a
+  reset; nothing more is parsed.
+- response of the active request: ``RESP_NONE`` → ``RESP_HELD`` (head built, written with
+  the first body bytes or at the next flush) → ``RESP_STARTED`` → ``RESP_DONE``.
+- reading is paused while any of ``PAUSE_PIPELINE`` (a request queued behind the active
+  one), ``PAUSE_UPLOAD`` (the backend is not taking the body, or is being connected) is set.
 
 Rules:
-- One request at a time per connection. Pipelined requests are parsed into a queue (with
-  any body bytes that came along) and served in order; as soon as a request is queued
-  behind the active one the socket is not read until the queue drains, so the queue is
-  bounded by one socket read.
-- The RouterConfig is captured when a request's headers are complete: a configuration
-  swap never affects a request already parsed.
-- Streaming both ways with flow control: the client socket stops being read while the
-  upstream write buffer is above its high-water mark (uploads) and the upstream socket
-  stops being read while the client write buffer is (downloads), so memory stays flat.
-- Request bodies go upstream in the framing they came in (Content-Length or chunked,
-  re-chunked). Responses keep Content-Length; chunked and close-delimited responses go to
-  HTTP/1.1 clients chunked, to HTTP/1.0 clients close-delimited.
-- Errors carry a short plain-text body: 400 (malformed request, missing Host on
-  HTTP/1.1, bad path), 431 (head over ``max_head_bytes`` or ``max_headers``), 421 (Host
-  selects another listener than the TLS SNI name), 404/500/503 from the Decision, 502
-  (connect refused/reset, invalid or missing upstream response), 504 (``timeouts.request``
-  / ``timeouts.backendRequest``, whichever is shorter, counted from the request's
-  headers; or a connect timeout). A parse error or 431 closes the connection.
-- A backend failing after the response head was sent aborts the client connection: a
-  truncated body is never presented as complete. A request on a reused keep-alive
-  upstream connection that fails before any response byte is retried once on a new
-  connection when it had no body and its method is idempotent (RFC 9110 9.2.2).
+- One request at a time per connection; pipelined requests are parsed into a queue (with
+  their body bytes) and served in order, and the socket is not read while one is queued.
+- The RouterConfig is captured when a request's headers are complete.
+- What llhttp (strict, httptools >= 0.9) does not refuse is refused here, each answer
+  closing the connection when the request's framing is unknown: a version other than
+  1.0/1.1 → 505; ``CONNECT`` → 400; ``Transfer-Encoding`` in HTTP/1.0 → 400;
+  a transfer coding other than exactly ``chunked`` → 501 (``chunked`` not last → 400);
+  an Upgrade request with a body → 400. Parse errors → 400, 431 for a head over
+  ``max_head_bytes`` (raw bytes, counted as they arrive, before the parser buffers them)
+  or ``max_headers``. ``TRACE`` → 405 unless ``allow_trace``.
+- Request target: origin-form, absolute-form (whose authority wins over ``Host``, RFC
+  9112 §3.2.2) or ``*``; fragments, userinfo and anything else → 400. ``Host`` must be a
+  valid host[:port] (``headers.parse_host``), present once on HTTP/1.1 → else 400.
+- Header names with ``_`` are dropped unless ``underscores_in_headers`` (nginx's rule).
+- Request bodies go upstream with the framing the parser found (Content-Length as
+  parsed, or chunked). Responses are framed here: Content-Length as parsed; chunked and
+  close-delimited ones go to HTTP/1.1 clients chunked, to HTTP/1.0 clients close-delimited.
 - ``Expect: 100-continue`` is answered by the proxy (``100 Continue`` once the request is
-  forwarded) and not passed upstream. ``Upgrade`` is hop-by-hop and removed: WebSocket
-  upgrades are not tunnelled.
-- Connections are closed after ``idle_timeout`` s without a request in flight, and when a
-  request head is still incomplete ``head_timeout`` s after it began (slowloris).
+  forwarded, HTTP/1.1 clients only, RFC 9110 §15.2) and not passed upstream.
+- 421 when the TLS SNI name and the Host select different listeners (trailing dots and
+  case ignored on both).
+- A backend failing after the response head was sent drops the client connection: a
+  truncated body is never presented as complete.
+- Timers are checked by one sweep per listener (``Runtime`` lists them): idle, slow head,
+  stalled body (408), stalled writes, lingering; connections above ``max_connections``
+  are closed at accept.
 """
 
 from __future__ import annotations
@@ -41,7 +52,6 @@ import asyncio
 import collections
 import logging
 import random
-from typing import TYPE_CHECKING
 
 import httptools
 
@@ -50,44 +60,18 @@ from rauta.model.hostnames import matches as host_matches
 from rauta.model.hostnames import strip_port
 from rauta.model.routing import Decision, RequestView, route
 from rauta.proxy import headers as hdr
-from rauta.proxy.exchange import (
-    PAUSE_CONNECT,
-    PAUSE_UPLOAD,
-    RESP_DONE,
-    RESP_NONE,
-    Exchange,
-)
-
-if TYPE_CHECKING:
-    from rauta.proxy.metrics import ProxyMetrics
-    from rauta.proxy.mirror import Mirrorer
-    from rauta.proxy.tls import PortTLS
-    from rauta.proxy.upstream import UpstreamPool
+from rauta.proxy.exchange import Exchange
+from rauta.proxy.runtime import Runtime
+from rauta.proxy.tls import PortTLS
 
 log = logging.getLogger(__name__)
 
-PAUSE_PIPELINE = 1  # PAUSE_UPLOAD = 2 and PAUSE_CONNECT = 4 are set by the Exchange
+OPEN, LINGER, CLOSED = "open", "linger", "closed"
+RESP_NONE, RESP_HELD, RESP_STARTED, RESP_DONE = 0, 1, 2, 3
+PAUSE_PIPELINE, PAUSE_UPLOAD = 1, 2
+_ALLOW = [("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")]
 
-
-class Runtime:
-    """State shared by every listener and connection of one Proxy."""
-
-    def __init__(self, *, metrics: ProxyMetrics, pool: UpstreamPool, mirrors: Mirrorer,
-                 hash_on: str = "flow", max_head_bytes: int = 64 * 1024,
-                 max_headers: int = 100, max_discard: int = 1 << 20,
-                 idle_timeout: float = 75.0, head_timeout: float = 30.0,
-                 response_head_timeout: float = 60.0) -> None:
-        self.config: RouterConfig = EMPTY
-        self.head_timeout = head_timeout
-        self.response_head_timeout = response_head_timeout
-        self.metrics = metrics
-        self.pool = pool
-        self.mirrors = mirrors
-        self.hash_on = hash_on
-        self.max_head_bytes = max_head_bytes
-        self.max_headers = max_headers
-        self.max_discard = max_discard
-        self.idle_timeout = idle_timeout
+__all__ = ["ClientConnection", "Listener", "Request", "Runtime"]
 
 
 class Listener:
@@ -102,36 +86,28 @@ class Listener:
         self.server: asyncio.Server | None = None
         self.connections: set[ClientConnection] = set()
         self.draining = False
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._sweep_timer: asyncio.TimerHandle | None = None
 
     async def start(self, host: str) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             lambda: ClientConnection(self), host, self.port,
             ssl=self.tls.context if self.tls else None, reuse_address=True, backlog=1024)
-        self._idle_timer = loop.call_later(self._sweep_every, self._idle_sweep)
+        self._sweep_timer = loop.call_later(self.rt.sweep_every, self._sweep)
 
-    @property
-    def _sweep_every(self) -> float:
-        return min(self.rt.idle_timeout, self.rt.head_timeout) / 3
-
-    def _idle_sweep(self) -> None:
-        """Close idle keep-alive connections and ones whose request head is too slow."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        limit = now - self.rt.idle_timeout
+    def _sweep(self) -> None:
+        """Check every connection's timers (one coarse wheel instead of a handle each)."""
+        now = asyncio.get_running_loop().time()
         for conn in list(self.connections):
-            if conn.active is None and not conn.queue and conn.last_seen < limit:
-                conn.close()
-            elif conn.head_started is not None and now - conn.head_started > self.rt.head_timeout:
-                conn.close()  # slowloris: a request head still incomplete after head_timeout
+            conn.check_timers(now)
         if not self.draining:
-            self._idle_timer = loop.call_later(self._sweep_every, self._idle_sweep)
+            self._sweep_timer = asyncio.get_running_loop().call_later(self.rt.sweep_every,
+                                                                      self._sweep)
 
     def stop_accepting(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         if self.server is not None:
             self.server.close()
 
@@ -152,16 +128,19 @@ class Listener:
             await self.server.wait_closed()
 
 
-class _Request:
-    __slots__ = ("url", "headers", "host", "bad", "method", "version", "keep_alive", "config",
-                 "headers_done", "complete", "body", "has_body", "chunked", "expect",
-                 "t0")
+class Request:
+    """One parsed request head and what is known of its body."""
+
+    __slots__ = ("url", "headers", "host", "hosts", "bad", "method", "version", "keep_alive",
+                 "config", "headers_done", "complete", "body", "has_body", "chunked", "length",
+                 "te", "expect", "t0")
 
     def __init__(self) -> None:
         self.url = b""
         self.headers: hdr.Headers = []
         self.host: str | None = None
-        self.bad = ""  # why the request must be answered 400, when it must
+        self.hosts = 0
+        self.bad: tuple[int, str] | None = None  # answered with this; framing unknown: close
         self.method = "GET"
         self.version = "1.1"
         self.keep_alive = True
@@ -171,6 +150,8 @@ class _Request:
         self.body: list[bytes] = []
         self.has_body = False
         self.chunked = False
+        self.length: int | None = None
+        self.te: list[str] | None = None
         self.expect = False
         self.t0 = 0.0
 
@@ -179,8 +160,33 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class _StopParsing(Exception):
+    """Raised from a callback: the rest of the input must never be parsed."""
+
+
+def _framing_problem(req: Request, upgrade: bool) -> tuple[int, str] | None:
+    """Why a request whose framing the proxy will not trust must be refused, or None."""
+    if req.version != "1.1" and req.version != "1.0":
+        return 505, "HTTP version not supported"
+    if req.method == "CONNECT":
+        return 400, "CONNECT is not supported"
+    if req.te is not None:
+        if req.version == "1.0":
+            return 400, "Transfer-Encoding in an HTTP/1.0 request"
+        codings = [t.strip().lower() for v in req.te for t in v.split(",")]
+        if codings != ["chunked"]:
+            if "chunked" in codings[:-1]:
+                return 400, "chunked must be the final transfer coding"
+            return 501, "transfer coding not implemented"
+    if upgrade and req.has_body:
+        # llhttp stops at the head of an Upgrade request, so its body would be parsed
+        # as the next request (smuggling).
+        return 400, "an Upgrade request with a body is not supported"
+    return None
+
+
 class ClientConnection(asyncio.Protocol):
-    """One downstream connection (see the module doc for the rules)."""
+    """One downstream connection (see the module doc for the states and rules)."""
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
@@ -191,47 +197,64 @@ class ClientConnection(asyncio.Protocol):
         self.client_ip = ""
         self.client_port = 0
         self.sni: str | None = None
-        self.queue: collections.deque[_Request] = collections.deque()
-        self.parsing: _Request | None = None
-        self.active: _Request | None = None
+        self.state = OPEN
+        self.queue: collections.deque[Request] = collections.deque()
+        self.parsing: Request | None = None
+        self.active: Request | None = None
         self.exchange: Exchange | None = None
         self.decision: Decision | None = None
-        self.resp_state = RESP_NONE
+        self.resp = RESP_NONE
+        self.mode = "raw"  # how the response body is framed for the client
+        self.held = b""  # the response head, written together with the first body bytes
         self.status = 0
         self.close_after = False
-        self.closed = False
         self.eof = False
         self.draining = False
         self.paused = 0
         self.write_paused = False
+        self.stalled_since = 0.0
         self.discarded = 0
         self.last_seen = self.loop.time()
+        self.linger_since = 0.0
         self.head_started: float | None = None  # set while a request head is incomplete
-        self._stop_parsing = False  # after a request whose remaining bytes must not be read
-        self._head_bytes = 0
+        self._stop_parsing = False
+        self._head_bytes = 0  # bytes of the head's URL and complete headers
+        self._raw_head = 0  # raw bytes of the incomplete head, counted per read
         self._header_count = 0
+        self._began = False  # a message began during the current feed
+        self._body_in_read = 0  # body bytes delivered since the last head in this feed
         self._too_large = False
         self._pending_error: tuple[int, str] | None = None
         self._pumping = False
+
+    @property
+    def closed(self) -> bool:
+        return self.state == CLOSED
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        rt = self.rt
+        rt.connections += 1
+        self.listener.connections.add(self)
+        rt.metrics.active_connections(self.listener.port).inc()
+        if rt.connections > rt.max_connections:
+            self.abort()  # over the cap: no request is read from it
+            return
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client_ip, self.client_port = str(peer[0]), int(peer[1])
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             self.sni = getattr(sslobj, "rauta_sni", None)
-        self.listener.connections.add(self)
-        self.rt.metrics.active_connections(self.listener.port).inc()
         if self.listener.draining:
             self.shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self.state = CLOSED
+        self.rt.connections -= 1
         self.listener.connections.discard(self)
         self.rt.metrics.active_connections(self.listener.port).dec()
         if self.exchange is not None:
@@ -241,29 +264,46 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_seen = self.loop.time()
+        if self.state != OPEN or self._stop_parsing:
+            return  # lingering, or after a request whose framing is unknown: discarded
+        self._began = False
+        self._body_in_read = 0
         while True:
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserUpgrade as exc:
-                # Upgrade is not tunnelled: the request was served as plain HTTP; go on
-                # parsing whatever followed its head.
+                # A plain Upgrade request without a body was served as HTTP (Upgrade is
+                # not tunnelled); go on parsing whatever followed its head.
                 offset = exc.args[0] if exc.args else len(data)
                 data = data[offset:]
-                if data and not self.closed and not self._stop_parsing:
+                if data and self.state == OPEN and not self._stop_parsing:
                     continue
             except httptools.HttpParserError as exc:
-                if self._too_large:
-                    self._parse_error(431, "request header fields too large")
-                else:
-                    log.debug("bad request from %s: %s", self.client_ip, exc)
-                    self._parse_error(400, "bad request")
+                if not self._stop_parsing:
+                    self._parse_error(exc)
                 return
             break
+        req = self.parsing
+        if req is not None and not req.headers_done and self.state == OPEN:
+            # Raw bytes of the head still incomplete: httptools buffers a header until it
+            # is whole, so count here, before one value can grow without bound.
+            if self._began:
+                cut = data.rfind(b"\r\n\r\n")
+                part = len(data) - (cut + 4 if cut >= 0 else 0) - self._body_in_read
+                self._raw_head = max(part, 0)
+            else:
+                self._raw_head += len(data)
+            if self._raw_head > self.rt.max_head_bytes:
+                self._too_large = True
+                self._parse_error(None)
+                return
         self._update_pipeline_pause()
 
     def eof_received(self) -> bool | None:
         # A half-closed client still gets the answers to the requests it completed.
         self.eof = True
+        if self.state == LINGER:
+            return False
         if self.parsing is not None and self.parsing in self.queue:
             self.queue.remove(self.parsing)  # cut off mid-request: never served
             self.parsing = None
@@ -273,25 +313,25 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        exch = self.exchange
-        if exch is not None and exch.up is not None:
-            exch.up.pause_reading()
+        self.stalled_since = self.loop.time()
+        if self.exchange is not None:
+            self.exchange.pause_download()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        exch = self.exchange
-        if exch is not None and exch.up is not None:
-            exch.up.resume_reading()
+        if self.exchange is not None:
+            self.exchange.resume_download()
 
     # ------------------------------------------------------------------ httptools callbacks
 
     def on_message_begin(self) -> None:
-        req = _Request()
+        req = Request()
         self.parsing = req
         self.queue.append(req)
         self.head_started = self.loop.time()
         self._head_bytes = 0
         self._header_count = 0
+        self._began = True
 
     def on_url(self, url: bytes) -> None:
         assert self.parsing is not None
@@ -302,27 +342,31 @@ class ClientConnection(asyncio.Protocol):
             raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self.parsing is not None
-        self._head_bytes += len(name) + len(value) + 4
+        req = self.parsing
+        assert req is not None
         self._header_count += 1
+        self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self.rt.max_head_bytes or self._header_count > self.rt.max_headers:
             self._too_large = True
             raise _HeadTooLarge
-        req = self.parsing
+        if b"_" in name and not self.rt.underscores_in_headers:
+            return  # dropped, as nginx does: some backends read "_" as "-"
         text = value.decode("latin-1")
         req.headers.append((name.decode("latin-1"), text))
         size = len(name)  # cheap pre-filter before comparing names case-insensitively
         if size == 4:
             if name.lower() == b"host":
-                if req.host is not None:
-                    req.bad = "more than one Host header"
+                req.hosts += 1
                 req.host = text
         elif size == 14:
-            if name.lower() == b"content-length" and text.strip() not in ("", "0"):
-                req.has_body = True
+            if name.lower() == b"content-length":
+                req.length = int(text)  # llhttp accepts only digits, and only once
+                req.has_body = req.length > 0
         elif size == 17:
             if name.lower() == b"transfer-encoding":
-                req.chunked = req.has_body = True
+                if req.te is None:
+                    req.te = []
+                req.te.append(text)
         elif size == 6:
             if name.lower() == b"expect" and text.strip().lower() == "100-continue":
                 req.expect = True
@@ -338,16 +382,25 @@ class ClientConnection(asyncio.Protocol):
         req.t0 = self.loop.time()
         req.headers_done = True
         self.head_started = None
-        if parser.should_upgrade() and req.has_body:
-            # llhttp stops at the head of an Upgrade request, so its body would be parsed
-            # as the next request (smuggling): refuse it and close the connection.
-            req.bad = "an Upgrade request with a body is not supported"
+        self._body_in_read = 0
+        if req.te is not None and req.version == "1.1":
+            req.chunked = req.has_body = True
+            req.length = None
+        problem = _framing_problem(req, parser.should_upgrade())
+        if problem is not None:
+            req.bad = problem
+            req.complete = True  # nothing more of it is read
             req.keep_alive = False
             self._stop_parsing = True
+        elif req.method == "TRACE" and not self.rt.allow_trace:
+            req.bad = (405, "TRACE is not allowed")
         if self.active is None:
             self._pump()
+        if self._stop_parsing:
+            raise _StopParsing
 
     def on_body(self, data: bytes) -> None:
+        self._body_in_read += len(data)
         req = self.parsing
         if req is not None and req is self.active:
             self._active_body(data)
@@ -372,21 +425,21 @@ class ClientConnection(asyncio.Protocol):
         self._pumping = True
         try:
             while (self.active is None and self.queue and self.queue[0].headers_done
-                   and not self.closed):
+                   and self.state == OPEN):
                 self._begin(self.queue[0])
-            if (self.active is None and self._pending_error is not None and not self.closed
+            if (self.active is None and self._pending_error is not None and self.state == OPEN
                     and not (self.queue and self.queue[0].headers_done)):
                 status, text = self._pending_error
                 self._pending_error = None
                 self._write(hdr.simple_response(status, text, keep_alive=False))
-                self._close()
+                self._linger()
         finally:
             self._pumping = False
         self._update_pipeline_pause()
 
-    def _begin(self, req: _Request) -> None:
+    def _begin(self, req: Request) -> None:
         self.active = req
-        self.resp_state = RESP_NONE
+        self.resp = RESP_NONE
         self.status = 0
         self.decision = None
         self.close_after = False
@@ -395,31 +448,47 @@ class ClientConnection(asyncio.Protocol):
             self._dispatch(req)
         except Exception:
             log.exception("proxy error")
-            if self.resp_state == RESP_NONE:
-                self.exchange = None
+            if self.resp == RESP_NONE:
+                if self.exchange is not None:
+                    self.exchange.cancel()
+                    self.exchange = None
                 self.respond(500, "internal proxy error", close=True)
             else:
                 self.abort()
                 return
-        if self.active is req and not self.closed:
+        if self.active is req and self.state == OPEN:
             body, req.body = req.body, []
             for chunk in body:
                 self._active_body(chunk)
             if req.complete and self.active is req:
                 self._active_complete()
 
-    def _dispatch(self, req: _Request) -> None:
-        target = req.url.decode("latin-1")
-        path, query = hdr.split_target(target)
-        host = req.host
-        if req.bad:
-            self.respond(400, req.bad)
+    def _dispatch(self, req: Request) -> None:
+        if req.bad is not None:
+            status, text = req.bad
+            self.respond(status, text, close=self._stop_parsing,
+                         headers=_ALLOW if status == 405 else None)
             return
-        if host is None:
-            if req.version != "1.0":
-                self.respond(400, "missing Host header")
-                return
+        target = hdr.parse_target(req.url.decode("latin-1"))
+        if target is None:
+            self.respond(400, "bad request target")
+            return
+        authority, path, query = target
+        if req.hosts > 1:
+            self.respond(400, "more than one Host header")
+            return
+        if req.host is not None and hdr.parse_host(req.host) is None:
+            self.respond(400, "invalid Host header")
+            return
+        if authority is not None:
+            host = authority  # RFC 9112 §3.2.2: the target's authority wins over Host
+        elif req.host is not None:
+            host = req.host
+        elif req.version == "1.0":
             host = ""
+        else:
+            self.respond(400, "missing Host header")
+            return
         listener = self.listener
         if self.sni is not None and self._misdirected(req.config, host):
             self.respond(421, "misdirected request: Host does not match the TLS server name")
@@ -432,9 +501,12 @@ class ClientConnection(asyncio.Protocol):
                          hash_on=self.rt.hash_on)
         self.decision = decision
         if decision.kind == "forward":
-            self.exchange = Exchange(self, req, decision, view)
-            self.exchange.start()
-            if req.expect and not req.complete and self.exchange is not None:
+            exch = Exchange(self, self.rt, req, decision, view, client_ip=self.client_ip,
+                            scheme=listener.scheme)
+            self.exchange = exch
+            exch.start()
+            if (req.expect and req.version == "1.1" and not req.complete
+                    and self.exchange is exch):
                 self._write(hdr.CONTINUE_100)
         elif decision.kind == "redirect":
             extra = hdr.apply_modifiers([("Location", decision.location or "/")],
@@ -448,10 +520,10 @@ class ClientConnection(asyncio.Protocol):
         if port is None:
             return False
         name = strip_port(host)
-        by_sni = next((lr for lr in port.listeners if host_matches(lr.hostname, self.sni or "")),
-                      None)
+        sni = (self.sni or "").lower().rstrip(".")
+        by_sni = next((lr for lr in port.listeners if host_matches(lr.hostname, sni)), None)
         by_host = next((lr for lr in port.listeners if host_matches(lr.hostname, name)), None)
-        return by_sni is not None and by_host is not by_sni
+        return by_host is not by_sni
 
     def _active_body(self, data: bytes) -> None:
         exch = self.exchange
@@ -460,7 +532,11 @@ class ClientConnection(asyncio.Protocol):
             return
         self.discarded += len(data)
         if self.discarded > self.rt.max_discard:
-            self.abort()
+            if self.resp == RESP_DONE:
+                self.close_after = True
+                self._unread_body()
+            else:
+                self.abort()
 
     def _active_complete(self) -> None:
         if self.exchange is not None:
@@ -469,10 +545,10 @@ class ClientConnection(asyncio.Protocol):
 
     def _maybe_finish(self) -> None:
         req = self.active
-        if req is not None and req.complete and self.resp_state == RESP_DONE:
+        if req is not None and req.complete and self.resp == RESP_DONE:
             self._finish(req)
 
-    def _record(self, req: _Request) -> None:
+    def _record(self, req: Request) -> None:
         d = self.decision
         rule = d.rule if d is not None else None
         backend = d.backend if d is not None else None
@@ -480,64 +556,175 @@ class ClientConnection(asyncio.Protocol):
             self.listener.port, rule.route if rule else "", rule.rule_index if rule else -1,
             backend.name if backend else "", self.status, self.loop.time() - req.t0)
 
-    def record_aborted(self) -> None:
-        """Count the active request whose response had to be cut off."""
-        if self.active is not None:
-            self._record(self.active)
-
-    def _finish(self, req: _Request) -> None:
+    def _retire(self, req: Request) -> None:
         self._record(req)
         if self.queue and self.queue[0] is req:
             self.queue.popleft()
         self.active = None
         self.exchange = None
         self.decision = None
-        self._resume(PAUSE_UPLOAD | PAUSE_CONNECT)
+        self._resume(PAUSE_UPLOAD)
+
+    def _finish(self, req: Request) -> None:
+        self._retire(req)
         if self.close_after or not req.keep_alive or self.draining:
-            self._close()
+            if self._stop_parsing:
+                self._linger()  # unread input may follow: let the answer arrive first
+            else:
+                self._close()
             return
         self._pump()
-        if self.eof and self.active is None and not self.closed:
+        if self.eof and self.active is None and self.state == OPEN:
             self._close()
 
-    # ------------------------------------------------------------------ responses
+    def _unread_body(self) -> None:
+        """The response is complete but the request body is not: discard it, then close."""
+        req = self.active
+        assert req is not None
+        self._retire(req)
+        self._linger()
+
+    # ------------------------------------------------------------------ Downstream
+
+    def start_response(self, status: int, reason: str, headers: hdr.Headers, framing: str,
+                       length: int | None) -> None:
+        req = self.active
+        assert req is not None
+        keep = self.keep_alive_for(req) and (req.complete or self._can_discard(req))
+        if framing == "length":
+            headers.append(("Content-Length", str(length)))
+            self.mode = "raw"
+        elif framing == "none":
+            if length is not None and req.method == "HEAD":
+                headers.append(("Content-Length", str(length)))
+            self.mode = "raw"
+        elif req.version == "1.0":
+            self.mode = "close"
+            keep = False
+        else:
+            self.mode = "chunked"
+            headers.append(("Transfer-Encoding", "chunked"))
+        headers.extend(hdr.connection_header(keep, req.version))
+        if not keep:
+            self.close_after = True
+        self.status = status
+        self.resp = RESP_HELD
+        self.held = hdr.response_head(status, reason, headers)
+
+    def send_body(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if self.mode == "chunked":
+            if self.held:
+                held, self.held = self.held, b""
+                transport.writelines((held, *hdr.chunk(data)))
+            else:
+                transport.writelines(hdr.chunk(data))
+        elif self.held:
+            held, self.held = self.held, b""
+            transport.writelines((held, data))
+        else:
+            transport.write(data)
+        self.resp = RESP_STARTED
+
+    def flush(self) -> None:
+        if self.held:
+            held, self.held = self.held, b""
+            self._write(held)
+            self.resp = RESP_STARTED
+
+    def end_response(self) -> None:
+        held, self.held = self.held, b""
+        if self.mode == "chunked":
+            self._write(held + hdr.CHUNK_END)
+        else:
+            if held:
+                self._write(held)
+            if self.mode == "close":
+                self.close_after = True
+        self.resp = RESP_DONE
+        self.exchange = None
+        self._resume(PAUSE_UPLOAD)
+        req = self.active
+        if req is not None and req.has_body and not req.complete:
+            if self.close_after:
+                self._unread_body()
+            # else the rest of the body is read and discarded
+        else:
+            self._maybe_finish()
+
+    def fail(self, status: int, text: str) -> None:
+        self.exchange = None
+        req = self.active
+        if req is None:
+            return
+        if self.resp in (RESP_NONE, RESP_HELD):
+            self.held = b""  # the head never left: a clean error is still possible
+            self.resp = RESP_NONE
+            self.respond(status, text, close=not req.complete)
+        else:
+            self.status = status
+            self._record(req)
+            self.abort()
+
+    def pause_upload(self) -> None:
+        self._pause(PAUSE_UPLOAD)
+
+    def resume_upload(self) -> None:
+        self._resume(PAUSE_UPLOAD)
+
+    # ------------------------------------------------------------------ proxy-made answers
 
     def respond(self, status: int, text: str, *, headers: hdr.Headers | None = None,
                 close: bool = False) -> None:
         """Answer the active request with a proxy-made response (nothing sent yet)."""
         req = self.active
-        assert req is not None and self.resp_state == RESP_NONE
+        assert req is not None and self.resp == RESP_NONE
         keep = (req.keep_alive and not self.draining and not close
-                and (req.complete or not req.expect))
+                and (req.complete or self._can_discard(req)))
         self.status = status
         self._write(hdr.simple_response(status, text, keep_alive=keep, version=req.version,
                                         headers=headers or (), head_only=req.method == "HEAD"))
-        self.resp_state = RESP_DONE
+        self.resp = RESP_DONE
         if not keep:
             self.close_after = True
-        self.exchange = None
-        self._resume(PAUSE_UPLOAD | PAUSE_CONNECT)
-        if req.complete:
-            self._maybe_finish()
+        if self.exchange is not None:
+            self.exchange.cancel()
+            self.exchange = None
+        self._resume(PAUSE_UPLOAD)
+        if req.complete or not req.has_body:
+            self._maybe_finish()  # else on_message_complete finishes it
+        elif not keep:
+            self._unread_body()
+        # else the rest of the body is read and discarded (max_discard, body_timeout)
 
-    def keep_alive_for(self, req: _Request) -> bool:
+    def _can_discard(self, req: Request) -> bool:
+        """May the unread rest of this request's body be discarded on a kept connection?"""
+        return not req.expect and (req.length is None or req.length <= self.rt.max_discard)
+
+    def keep_alive_for(self, req: Request) -> bool:
         return req.keep_alive and not self.draining and not self.close_after
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)
 
-    def _parse_error(self, status: int, text: str) -> None:
+    def _parse_error(self, exc: BaseException | None) -> None:
+        if self._too_large:
+            status, text = 431, "request header fields too large"
+        elif exc is not None and "HTTP version" in str(exc):
+            status, text = 505, "HTTP version not supported"
+        else:
+            log.debug("bad request from %s: %s", self.client_ip, exc)
+            status, text = 400, "bad request"
+        self._stop_parsing = True
         req, self.parsing = self.parsing, None
-        self._pause(PAUSE_PIPELINE)
         if req is not None and req is self.active:
-            if self.resp_state == RESP_NONE:
-                if self.exchange is not None:
-                    self.exchange.cancel()
-                    self.exchange = None
-                self.respond(status, text, close=True)
+            if self.resp == RESP_NONE:
                 req.complete = True
-                self._maybe_finish()
+                self.respond(status, text, close=True)
+                self._linger()
             else:
                 self.abort()
             return
@@ -547,7 +734,7 @@ class ClientConnection(asyncio.Protocol):
         if self.active is None:
             self._pump()
 
-    # ------------------------------------------------------------------ flow control, closing
+    # ------------------------------------------------------------------ flow control, timers
 
     def _update_pipeline_pause(self) -> None:
         # Reading goes on while a response is pending (a quiet keep-alive client costs no
@@ -558,7 +745,7 @@ class ClientConnection(asyncio.Protocol):
             self._resume(PAUSE_PIPELINE)
 
     def _pause(self, bit: int) -> None:
-        if not self.paused and self.transport is not None and not self.closed:
+        if not self.paused and self.transport is not None and self.state == OPEN:
             self.transport.pause_reading()
         self.paused |= bit
 
@@ -566,8 +753,51 @@ class ClientConnection(asyncio.Protocol):
         if not self.paused & bits:
             return
         self.paused &= ~bits
-        if not self.paused and self.transport is not None and not self.closed:
+        if not self.paused and self.transport is not None and self.state == OPEN:
             self.transport.resume_reading()
+
+    def check_timers(self, now: float) -> None:
+        """Called by the listener's sweep: enforce every timer of this connection."""
+        rt = self.rt
+        if self.state == LINGER:
+            if (now - self.last_seen > rt.lingering_timeout
+                    or now - self.linger_since > rt.lingering_time):
+                self._close_transport()
+        elif self.state != OPEN:
+            return
+        elif self.write_paused and now - self.stalled_since > rt.send_timeout:
+            self.abort()  # the client takes no response bytes
+        elif self.active is None and not self.queue:
+            if now - self.last_seen > rt.idle_timeout:
+                self.close()
+        elif self.head_started is not None and now - self.head_started > rt.head_timeout:
+            self.close()  # slowloris: a request head still incomplete after head_timeout
+        elif (self.active is not None and not self.active.complete
+              and not self.paused & PAUSE_UPLOAD and now - self.last_seen > rt.body_timeout):
+            if self.resp == RESP_NONE:
+                self.respond(408, "request body timeout", close=True)
+            else:
+                self.abort()
+
+    # ------------------------------------------------------------------ closing
+
+    def _linger(self) -> None:
+        """Shut the write side, then read and discard until quiet (see the module doc)."""
+        if self.state != OPEN:
+            return
+        self.state = LINGER
+        self._stop_parsing = True
+        self.linger_since = self.last_seen = self.loop.time()
+        if self.exchange is not None:
+            self.exchange.cancel()
+            self.exchange = None
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.paused = 0
+        transport.resume_reading()
 
     def shutdown(self) -> None:
         """Finish the request in flight (if any) with ``Connection: close``, then close."""
@@ -576,7 +806,11 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     def _close(self) -> None:
-        self.closed = True
+        if self.state == OPEN:
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        self.state = CLOSED
         if self.transport is not None:
             self.transport.close()
 
@@ -584,13 +818,13 @@ class ClientConnection(asyncio.Protocol):
         if self.exchange is not None:
             self.exchange.cancel()
             self.exchange = None
-        self._close()
+        self._close_transport()
 
     def abort(self) -> None:
         """Drop the client connection at once (used when a response cannot complete)."""
         if self.exchange is not None:
             self.exchange.cancel()
             self.exchange = None
-        self.closed = True
+        self.state = CLOSED
         if self.transport is not None:
             self.transport.abort()

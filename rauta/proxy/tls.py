@@ -178,7 +178,7 @@ class PortTLS:
     def _on_sni(self, sslobj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None,
                 _ctx: ssl.SSLContext) -> None:
         with contextlib.suppress(AttributeError):
-            sslobj.rauta_sni = server_name.lower() if server_name else None  # type: ignore[union-attr]
+            sslobj.rauta_sni = server_name.lower().rstrip(".") if server_name else None  # type: ignore[union-attr]
         host = select_hostname(self._by_host, server_name)
         chosen = self._by_host.get(host) if host is not None else None
         if chosen is not None:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from rauta.model.config import (
     Filters,
@@ -106,14 +107,33 @@ async def test_hop_by_hop_headers_removed_both_ways(proxy: Proxy) -> None:
 
 
 async def test_x_forwarded_headers(proxy: Proxy, echo: EchoBackend) -> None:
+    """Point 19: by default rauta is the edge: the client's forwarding headers are replaced."""
     port = await simple(proxy, backend(echo.port))
     resp = await get(port, "/", host="shop.example.com:8080",
-                     headers=[("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "spoof")])
+                     headers=[("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "spoof"),
+                              ("Forwarded", "for=203.0.113.7"), ("X-Real-IP", "203.0.113.7")])
     h = seen(resp)
-    assert h["x-forwarded-for"] == ["203.0.113.7, 127.0.0.1"]
+    assert h["x-forwarded-for"] == ["127.0.0.1"]
+    assert h["x-real-ip"] == ["127.0.0.1"]
+    assert h["forwarded"] == ['for=127.0.0.1;host="shop.example.com:8080";proto=http']
     assert h["x-forwarded-proto"] == ["http"]
     assert h["x-forwarded-host"] == ["shop.example.com:8080"]
     assert h["host"] == ["shop.example.com:8080"]
+
+
+async def test_trusted_hops_keep_the_chain(echo: EchoBackend) -> None:
+    """Point 19: with one trusted proxy in front, its chain is kept and the real client named."""
+    proxy = Proxy(registry=CollectorRegistry(), trusted_hops=1)
+    try:
+        port = await simple(proxy, backend(echo.port))
+        resp = await get(port, "/", host="h.test", headers=[
+            ("X-Forwarded-For", "198.51.100.9, 203.0.113.7"), ("Forwarded", "for=203.0.113.7")])
+        h = seen(resp)
+        assert h["x-forwarded-for"] == ["198.51.100.9, 203.0.113.7, 127.0.0.1"]
+        assert h["x-real-ip"] == ["203.0.113.7"]
+        assert h["forwarded"] == ["for=203.0.113.7, for=127.0.0.1;host=h.test;proto=http"]
+    finally:
+        await proxy.close()
 
 
 async def test_redirect_answers_with_location(proxy: Proxy) -> None:
