@@ -152,3 +152,16 @@ async def test_https_port_without_usable_certificate_fails(
     assert (await client.request("GET", "/", host="a.example.com")).status == 200
     await client.close()
     await asyncio.sleep(0)
+
+
+@pytest.mark.asyncio
+async def test_trailing_dot_sni_still_gets_421(
+        proxy: Proxy, echo: EchoBackend, pems: dict[str, tuple[bytes, bytes]]) -> None:
+    """Point 14: an SNI name with a trailing dot names the same listener as without it."""
+    port = free_port()
+    await proxy.apply(https_config(port, echo), pems)
+    client, cert = await tls_client(port, "a.example.com.")
+    assert cert == der(pems["default/a"][0])
+    assert (await client.request("GET", "/", host="x.b.example.com")).status == 421
+    assert (await client.request("GET", "/", host="A.example.com.")).status == 200
+    await client.close()
