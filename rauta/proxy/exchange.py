@@ -184,7 +184,7 @@ class Exchange:
     # ------------------------------------------------------------------ UpstreamSink
 
     def upstream_head(self, status: int, reason: str, headers: hdr.Headers,
-                      framing: str) -> None:
+                      framing: str, length: int | None = None) -> None:
         client, req = self.client, self.req
         if status == 101:  # Upgrade is never forwarded, so a switch is a broken backend
             self._error(502, "unexpected protocol switch from upstream")
