@@ -77,7 +77,8 @@ class Proxy:
         self.drain_seconds = drain_seconds
         self.metrics = ProxyMetrics(registry)
         self.pool = UpstreamPool(max_idle=max_idle_per_endpoint, idle_timeout=upstream_idle_timeout,
-                                 connect_timeout=connect_timeout, metrics=self.metrics)
+                                 connect_timeout=connect_timeout, metrics=self.metrics,
+                                 max_head_bytes=max_head_bytes, max_headers=max_headers)
         self.mirrors = Mirrorer(self.pool, self.metrics)
         self._rt = Runtime(metrics=self.metrics, pool=self.pool, mirrors=self.mirrors,
                            hash_on=hash_on, max_head_bytes=max_head_bytes,

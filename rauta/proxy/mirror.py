@@ -52,7 +52,7 @@ class _DiscardSink:
         self.done = done
 
     def upstream_head(self, status: int, reason: str, headers: hdr.Headers,
-                      framing: str) -> None:
+                      framing: str, length: int | None) -> None:
         pass
 
     def upstream_body(self, data: bytes) -> None:

@@ -50,8 +50,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import random
+import socket
+import struct
 
 import httptools
 
@@ -69,6 +72,7 @@ log = logging.getLogger(__name__)
 OPEN, LINGER, CLOSED = "open", "linger", "closed"
 RESP_NONE, RESP_HELD, RESP_STARTED, RESP_DONE = 0, 1, 2, 3
 PAUSE_PIPELINE, PAUSE_UPLOAD = 1, 2
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 _ALLOW = [("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")]
 
 __all__ = ["ClientConnection", "Listener", "Request", "Runtime"]
@@ -827,4 +831,10 @@ class ClientConnection(asyncio.Protocol):
             self.exchange = None
         self.state = CLOSED
         if self.transport is not None:
+            # A reset, not a FIN: a close-delimited (HTTP/1.0) response cut short must
+            # never look complete to the client.
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
             self.transport.abort()

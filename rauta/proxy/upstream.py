@@ -6,14 +6,30 @@ owns the exchange, or a mirror that discards the response), plus ``UpstreamPool`
 bounded per-endpoint pool of idle keep-alive connections.
 
 Rules:
-- A connection carries one exchange at a time (no upstream pipelining). It goes back to
-  the pool only when its response was read completely, the backend allowed keep-alive,
-  and the sink finished sending the request; anything else closes it.
+- A connection carries one exchange at a time (no upstream pipelining), and each exchange
+  gets a fresh parser (``begin``): nothing of one response carries over to the next.
+- The sink hears the end of the response (``upstream_done``) only after the read that
+  held it was parsed whole, so a connection goes back to the pool only at a message
+  boundary: its response was read completely, the backend allowed keep-alive, the sink
+  finished sending the request, and no byte followed the end of the response in that
+  read. A ``release`` asked for while a read is being parsed waits for the end of that
+  read. Bytes after the end of a response (a second response, a body on a HEAD response),
+  a response beginning with no exchange attached, and bytes while idle in the pool are
+  stray: the connection is closed, never pooled (the response already read stands).
+  Empty lines (CRLF) after a response are skipped by llhttp and are not stray.
 - Response framing given to the sink: ``"none"`` (HEAD, 204, 304), ``"chunked"``,
-  ``"length"`` (Content-Length) or ``"close"`` (delimited by the backend closing). EOF
-  ends a ``"close"`` response normally; EOF anywhere else is a failure, reported with
-  ``got_bytes`` telling whether any response byte had arrived (only then is a retry
-  unsafe). Interim 1xx responses (other than 101) are skipped.
+  ``"length"`` (Content-Length, passed as ``length``; None for the other framings) or
+  ``"close"`` (delimited by the backend closing). A clean EOF ends a ``"close"`` response
+  normally; a reset (``connection_lost`` with an error) never does, and EOF anywhere else
+  is a failure too, reported with ``got_bytes`` telling whether any response byte had
+  arrived (only then is a retry unsafe). Interim 1xx responses (other than 101) are
+  skipped. A HEAD response ends with its head.
+- Head limits, as for client heads: the heads of one response (interim 1xx ones and the
+  final one together) may take at most ``max_head_bytes`` bytes and ``max_headers``
+  headers. Bytes are counted before parsing and the parser is fed only what still fits
+  (it keeps a header value whole, so a huge one is stopped before it is buffered); over a
+  limit the sink hears ``upstream_failed(UpstreamHeadTooLarge)`` (the exchange answers
+  502) and the connection is aborted.
 - The pool keeps at most ``max_idle`` connections per endpoint ``(address, port)``,
   reuses the most recently used first (LIFO), drops connections the backend closed,
   closes idle ones older than ``idle_timeout`` seconds, and closes idle (and later
@@ -34,11 +50,19 @@ from rauta.proxy.metrics import ProxyMetrics
 Key = tuple[str, int]
 
 
+class UpstreamHeadTooLarge(Exception):
+    """The backend's response head is over ``max_head_bytes`` or ``max_headers``."""
+
+
+class _Stray(Exception):
+    """Bytes after the end of the response (or with no exchange attached)."""
+
+
 class UpstreamSink(Protocol):
     """What receives one upstream response."""
 
     def upstream_head(self, status: int, reason: str, headers: hdr.Headers,
-                      framing: str) -> None: ...
+                      framing: str, length: int | None) -> None: ...
 
     def upstream_body(self, data: bytes) -> None: ...
 
@@ -53,6 +77,10 @@ class UpstreamSink(Protocol):
     def upstream_resume_writing(self) -> None: ...
 
 
+# Where the response of the current exchange is.
+_HEAD, _BODY, _DONE = 0, 1, 2
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection to a backend endpoint."""
 
@@ -65,32 +93,45 @@ class UpstreamConnection(asyncio.Protocol):
         self.reused = False
         self.idle_since = 0.0
         self.write_paused = False
-        self._parser = httptools.HttpResponseParser(self)
+        self.max_head_bytes = pool.max_head_bytes
+        self.max_headers = pool.max_headers
+        self._parser: httptools.HttpResponseParser | None = None
         self._reading_paused = False
         self._head_only = False
         self._headers: hdr.Headers = []
         self._chunked = False
-        self._has_length = False
+        self._length: int | None = None
         self._reason = ""
         self._interim = False
-        self._headers_done = False
+        self._state = _DONE  # no exchange yet: as clean as a finished one
         self._framing = ""
+        self._keep_alive = False
         self._got_bytes = False
-        self._renew_parser = False
+        self._head_bytes = 0
+        self._header_count = 0
+        self._in_feed = False
+        self._release_wanted = False
+        self._stray = False
 
     # ------------------------------------------------------------------ used by sinks
 
     def begin(self, sink: UpstreamSink, head: bytes, *, head_only: bool = False) -> None:
         """Start an exchange: ``head`` is written now, the body follows via ``write``."""
         self.sink = sink
+        self._parser = httptools.HttpResponseParser(self)  # nothing carries over
         self._head_only = head_only
         self._headers = []
-        self._chunked = self._has_length = False
+        self._chunked = False
+        self._length = None
         self._reason = ""
         self._interim = False
-        self._headers_done = False
+        self._state = _HEAD
         self._framing = ""
+        self._keep_alive = False
         self._got_bytes = False
+        self._head_bytes = 0
+        self._header_count = 0
+        self._release_wanted = False
         assert self.transport is not None
         self.transport.write(head)
 
@@ -113,8 +154,17 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def release(self) -> None:
-        """Give the connection back to the pool (the caller checked it is reusable)."""
+        """Give the connection back to the pool (the caller checked it is reusable).
+
+        Asked for while a read is being parsed, it waits until that read is parsed whole,
+        and becomes a close if any byte followed the end of the response."""
         self.sink = None
+        if self._in_feed:
+            self._release_wanted = True
+            return
+        if self._stray or self._state != _DONE:
+            self.close()
+            return
         self.resume_reading()
         self.pool.release(self)
 
@@ -138,19 +188,66 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.sink is None:  # bytes while idle: the backend is out of sync
+        if self.closed:
+            return
+        if self.sink is None or self._parser is None:
+            # Bytes while idle, or after the response was handed over: out of sync.
+            self._stray = True
             self.close()
             return
         self._got_bytes = True
+        error: BaseException | None = None
+        self._in_feed = True
         try:
-            self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            self._fail(exc)
+            if self._state == _HEAD and len(data) > self.max_head_bytes - self._head_bytes:
+                # Feed only what the head may still take: the parser keeps a header
+                # value whole, so a huge one must be stopped before it is buffered.
+                room = self.max_head_bytes - self._head_bytes
+                view = memoryview(data)
+                self._head_bytes += room
+                self._parser.feed_data(view[:room])
+                if self._state == _HEAD and not self.closed:
+                    raise UpstreamHeadTooLarge(
+                        f"upstream response head over {self.max_head_bytes} bytes")
+                if not self.closed:
+                    self._parser.feed_data(view[room:])
+            else:
+                if self._state == _HEAD:
+                    self._head_bytes += len(data)
+                self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade,
+                UpstreamHeadTooLarge) as exc:
+            error = exc.__context__ if isinstance(exc.__context__,
+                                                  UpstreamHeadTooLarge) else exc
+        finally:
+            self._in_feed = False
+        if self._stray or (error is not None and self._state == _DONE):
+            # Bytes followed the end of the response (or came with no exchange): the
+            # response stands, the connection is never pooled again.
+            self._stray = True
+            sink = self.sink
+            self.close()
+            if sink is not None and self._state == _DONE:
+                sink.upstream_done(False)
+            return
+        if error is not None:
+            self._fail(error)
+            return
+        if self._state == _DONE:
+            sink, self.sink = self.sink, None
+            if self._release_wanted:
+                self._release_wanted = False
+                self.release()
+            elif sink is not None:
+                # The sink releases or closes us; a backend that will close is never reused.
+                sink.upstream_done(self._keep_alive and not self.closed)
+            return
+        if self._release_wanted:  # released before the response ended: never reused
+            self._release_wanted = False
+            self.close()
+            return
         if self.sink is not None:
             self.sink.upstream_flush()
-        if self._renew_parser:
-            self._renew_parser = False
-            self._parser = httptools.HttpResponseParser(self)
 
     def eof_received(self) -> bool | None:
         return False  # the transport closes; connection_lost reports
@@ -161,9 +258,9 @@ class UpstreamConnection(asyncio.Protocol):
         sink, self.sink = self.sink, None
         if sink is None:
             return
-        if self._headers_done and self._framing == "close":
-            sink.upstream_done(False)
-        else:
+        if self._state == _BODY and self._framing == "close" and exc is None:
+            sink.upstream_done(False)  # a clean EOF ends a close-delimited body
+        else:  # a reset never completes a response
             sink.upstream_failed(exc or ConnectionResetError("backend closed the connection"),
                                  self._got_bytes)
 
@@ -179,59 +276,75 @@ class UpstreamConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ httptools callbacks
 
+    def _check_attached(self) -> None:
+        if self._state == _DONE or self.sink is None:
+            self._stray = True
+            raise _Stray
+
+    def on_message_begin(self) -> None:
+        self._check_attached()
+
     def on_status(self, reason: bytes) -> None:
         self._reason = reason.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.max_headers:
+            raise UpstreamHeadTooLarge(f"upstream response over {self.max_headers} headers")
         if len(name) == 17 and name.lower() == b"transfer-encoding":
             self._chunked = b"chunked" in value.lower()
         elif len(name) == 14 and name.lower() == b"content-length":
-            self._has_length = True
+            digits = value.strip()  # llhttp accepted it: digits only, one value
+            self._length = int(digits) if digits.isdigit() else None
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        assert self._parser is not None
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self._interim = True
             return
         headers = self._headers
+        length = None
         if self._head_only or status in (204, 304) or status < 200:
             framing = "none"
         elif self._chunked:
             framing = "chunked"
-        elif self._has_length:
+        elif self._length is not None:
             framing = "length"
+            length = self._length
         else:
             framing = "close"
         self._framing = framing
-        self._headers_done = True
+        self._state = _BODY
+        self._keep_alive = self._parser.should_keep_alive()
         if self.sink is not None:
-            self.sink.upstream_head(status, self._reason, headers, framing)
-        if self._head_only and self.sink is not None:
-            # llhttp cannot be told the request was HEAD: finish here, parse anew next time.
-            self._renew_parser = True
-            self._complete(self._parser.should_keep_alive())
+            self.sink.upstream_head(status, self._reason, headers, framing, length)
+        if self._head_only:
+            # llhttp cannot be told the request was HEAD: the response ends here, and any
+            # body llhttp goes on to parse is stray bytes.
+            self._state = _DONE
 
     def on_body(self, data: bytes) -> None:
-        if self.sink is not None and not self._head_only:
-            self.sink.upstream_body(data)
+        sink = self.sink
+        if sink is None or self._state == _DONE:  # e.g. a body on a HEAD response
+            self._stray = True
+            raise _Stray
+        sink.upstream_body(data)
 
     def on_message_complete(self) -> None:
         if self._interim:
             self._interim = False
             self._headers = []
-            self._chunked = self._has_length = False
+            self._chunked = False
+            self._length = None
             self._reason = ""
             return
-        if self._head_only:
-            return
-        self._complete(self._parser.should_keep_alive())
-
-    def _complete(self, keep_alive: bool) -> None:
-        sink, self.sink = self.sink, None
-        if sink is not None:
-            # The sink releases or closes us; a backend that will close is never reused.
-            sink.upstream_done(keep_alive and not self.closed)
+        if self._state == _DONE:
+            return  # the end of a HEAD response llhttp saw as bodiless
+        self._state = _DONE
+        assert self._parser is not None
+        self._keep_alive = self._parser.should_keep_alive()
 
     def _fail(self, exc: BaseException) -> None:
         sink, self.sink = self.sink, None
@@ -244,8 +357,11 @@ class UpstreamPool:
     """Idle keep-alive connections per endpoint, and new connections on demand."""
 
     def __init__(self, *, max_idle: int = 64, idle_timeout: float = 60.0,
-                 connect_timeout: float = 5.0, metrics: ProxyMetrics | None = None) -> None:
+                 connect_timeout: float = 5.0, metrics: ProxyMetrics | None = None,
+                 max_head_bytes: int = 64 * 1024, max_headers: int = 100) -> None:
         self.max_idle = max_idle
+        self.max_head_bytes = max_head_bytes
+        self.max_headers = max_headers
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.metrics = metrics
