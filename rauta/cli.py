@@ -32,6 +32,29 @@ def translate_files(paths: list[str], controller_name: str = DEFAULT_CONTROLLER)
     return document(translate(load_snapshot(paths), controller_name=controller_name))
 
 
+def proxy_options(f):  # type: ignore[no-untyped-def]
+    """The data plane's hardening settings, shared by ``serve`` and ``controller``."""
+    opts = [
+        click.option("--trusted-hops", default=0, show_default=True, type=click.IntRange(0, 32),
+                     help="Proxies in front of rauta trusted to set X-Forwarded-For/Forwarded; "
+                          "0 treats rauta as the edge and replaces them."),
+        click.option("--underscores-in-headers", is_flag=True,
+                     help="Forward request header names containing '_' (dropped by default)."),
+        click.option("--allow-trace", is_flag=True, help="Forward TRACE (405 by default)."),
+        click.option("--max-connections", default=10000, show_default=True,
+                     type=click.IntRange(1), help="Client connections at most, all ports."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def proxy_settings(kw: dict[str, object]) -> dict[str, object]:
+    """Take the ``proxy_options`` values out of a command's keyword arguments."""
+    return {k: kw.pop(k) for k in ("trusted_hops", "underscores_in_headers", "allow_trace",
+                                   "max_connections")}
+
+
 @click.group()
 @click.version_option(package_name="rauta")
 def main() -> None:
@@ -67,8 +90,10 @@ def translate_cmd(files: tuple[str, ...], controller_name: str, as_json: bool) -
 @click.option("--hash-on", default="flow", show_default=True,
               help="Maglev key: flow, client-ip or header:NAME.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@proxy_options
 def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file: str | None,
-              controller_name: str, grace: float, hash_on: str, verbose: bool) -> None:
+              controller_name: str, grace: float, hash_on: str, verbose: bool,
+              **settings: object) -> None:
     """Serve traffic from Gateway API YAML files, reloading them on change."""
     import asyncio
     from pathlib import Path
@@ -79,7 +104,8 @@ def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file:
     tune_gc()
     code = asyncio.run(serve(list(paths), admin=admin, host=listen_host,
                              status_file=Path(status_file) if status_file else None,
-                             controller_name=controller_name, grace=grace, hash_on=hash_on))
+                             controller_name=controller_name, grace=grace, hash_on=hash_on,
+                             proxy_settings=proxy_settings(settings)))
     sys.exit(code)
 
 
@@ -115,10 +141,11 @@ def quickstart_cmd(directory: str | None, port: int, admin_port: int) -> None:
 @click.option("--identity", default=None, help="Leader election identity (default host-pid).")
 @click.option("--hash-on", default="flow", show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
+@proxy_options
 def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, listen_host: str,
                    addresses: tuple[str, ...], controller_name: str, lease_namespace: str,
                    lease_name: str, lease_duration: float, identity: str | None, hash_on: str,
-                   verbose: bool) -> None:
+                   verbose: bool, **settings: object) -> None:
     """Run as a Gateway API controller against a Kubernetes API server."""
     import asyncio
 
@@ -130,7 +157,7 @@ def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, li
         kubeconfig=kubeconfig, admin=admin, namespace=namespace, controller_name=controller_name,
         listen_host=listen_host, addresses=list(addresses), lease_namespace=lease_namespace,
         lease_name=lease_name, lease_duration=lease_duration, identity=identity,
-        hash_on=hash_on)))
+        hash_on=hash_on, proxy_settings=proxy_settings(settings))))
 
 
 @main.command("record")

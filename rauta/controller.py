@@ -61,11 +61,13 @@ class Controller:
                  addresses: list[str] | None = None, lease_namespace: str = "default",
                  lease_name: str = "rauta-controller", identity: str | None = None,
                  lease_duration: float = 15.0, hash_on: str = "flow",
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None,
+                 proxy_settings: dict[str, Any] | None = None) -> None:
         self.client = client
         self.namespace = namespace
         self.registry = registry or CollectorRegistry()
-        self.proxy = Proxy(host=listen_host, registry=self.registry, hash_on=hash_on)
+        self.proxy = Proxy(host=listen_host, registry=self.registry, hash_on=hash_on,
+                           **(proxy_settings or {}))
         self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
         self.elector = LeaderElector(client, namespace=lease_namespace, name=lease_name,
                                      identity=self.identity, lease_duration=lease_duration,

@@ -16,7 +16,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -32,9 +34,11 @@ log = logging.getLogger("rauta.serve")
 
 async def serve(paths: list[str], *, admin: str = "127.0.0.1:9901", host: str = "127.0.0.1",
                 status_file: Path | None = None, controller_name: str = DEFAULT_CONTROLLER,
-                grace: float = 10.0, hash_on: str = "flow") -> int:
+                grace: float = 10.0, hash_on: str = "flow",
+                proxy_settings: Mapping[str, Any] | None = None) -> int:
     registry = CollectorRegistry()
-    proxy = Proxy(host=host, registry=registry, hash_on=hash_on, drain_seconds=grace)
+    proxy = Proxy(host=host, registry=registry, hash_on=hash_on, drain_seconds=grace,
+                  **(proxy_settings or {}))
     sink = MemorySink(controller_name=controller_name, path=status_file)
     reconciler = Reconciler(proxy, sink, controller_name=controller_name)
     source = FileSource(list(paths), reconciler)
