@@ -15,7 +15,13 @@ bounded (each phase lasts ``--duration`` s, the stream check has a timeout). Wit
 more CPUs and ``taskset`` present, the proxy under test runs on CPU 0 and the load
 generator and backends on CPU 1 (as in shared/reference/performance.md).
 
-Usage: ``.venv/bin/python bench/bench_proxy.py [--duration 10] [--connections 64]``.
+``--compare-with DIR`` also runs the proxy of another checkout (``git worktree add DIR
+COMMIT``; its own ``bench/bench_proxy.py --serve-proxy`` and its own ``rauta``) as a
+second target, and ``--rounds N`` interleaves every target N times and reports medians:
+this is how a change's cost on the common path is measured ("before and after").
+
+Usage: ``.venv/bin/python bench/bench_proxy.py [--duration 10] [--connections 64]
+[--rounds 3] [--compare-with /tmp/rauta-base]``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -254,6 +261,13 @@ def measured(proc: subprocess.Popen, port: int, args: argparse.Namespace
     return rps, p99, (used / (rps * args.duration) * 1e6 if rps else 0.0)
 
 
+def median_run(runs: list[tuple[float, str, float]]) -> tuple[float, str, float]:
+    """The median req/s and CPU per request of interleaved runs (p99 of the median run)."""
+    ordered = sorted(runs, key=lambda r: r[0])
+    mid = ordered[len(ordered) // 2]
+    return statistics.median(r[0] for r in runs), mid[1], statistics.median(r[2] for r in runs)
+
+
 # ---------------------------------------------------------------------- stream check
 
 
@@ -314,6 +328,9 @@ def main() -> None:
     ap.add_argument("--no-nginx", action="store_true", help="never use nginx")
     ap.add_argument("--no-pin", action="store_true", help="no taskset CPU pinning")
     ap.add_argument("--stream-mib", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians)")
+    ap.add_argument("--compare-with", type=Path, default=None,
+                    help="another checkout whose proxy runs as a second target")
     ap.add_argument("--serve-backends", help=argparse.SUPPRESS)
     ap.add_argument("--serve-proxy", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--upstreams", help=argparse.SUPPRESS)
@@ -354,19 +371,38 @@ def main() -> None:
                                   "--upstreams", ",".join(map(str, ports))])
         children.append(rauta)
         wait_port(rauta_port)
+        other: subprocess.Popen | None = None
+        other_port = free_port()
+        if args.compare_with is not None:
+            base_dir = args.compare_with.resolve()
+            env = {**os.environ, "PYTHONPATH": str(base_dir)}
+            other = subprocess.Popen([*pin(proxy_cpu), sys.executable,
+                                      str(base_dir / "bench" / "bench_proxy.py"), "--serve-proxy",
+                                      str(other_port), "--upstreams", ",".join(map(str, ports))],
+                                     env=env, cwd=base_dir)
+            children.append(other)
+            wait_port(other_port)
         tool = "wrk" if shutil.which("wrk") else "asyncio client"
         print(f"load: {tool}, {args.connections} connections, {args.duration:.0f}s per target; "
               f"{args.backends} {'nginx' if use_nginx else 'asyncio'} backend(s); "
               f"{'proxy on CPU 0, load+backends on CPU 1' if two_cpus else 'no CPU pinning'}")
-        results: dict[str, tuple[float, str, float]] = {}
-        results["direct (baseline)"] = (*run_load(ports[0], args), 0.0)
+        targets: list[tuple[str, subprocess.Popen | None, int]] = [
+            ("direct (baseline)", None, ports[0])]
         if use_nginx:
             nginx_port = free_port()
             nginx = start_nginx(tmp, "proxy", nginx_proxy(nginx_port, ports), proxy_cpu)
             children.append(nginx)
             wait_port(nginx_port)
-            results["nginx proxy (1 worker)"] = measured(nginx, nginx_port, args)
-        results["rauta proxy"] = measured(rauta, rauta_port, args)
+            targets.append(("nginx proxy (1 worker)", nginx, nginx_port))
+        targets.append(("rauta proxy", rauta, rauta_port))
+        if other is not None:
+            targets.append((f"compared ({args.compare_with.name})", other, other_port))
+        runs: dict[str, list[tuple[float, str, float]]] = {name: [] for name, _, _ in targets}
+        for _ in range(max(1, args.rounds)):
+            for name, proc, port in targets:
+                runs[name].append((*run_load(port, args), 0.0) if proc is None
+                                  else measured(proc, port, args))
+        results = {name: median_run(r) for name, r in runs.items()}
         base = results["direct (baseline)"][0] or 1.0
         ref = results.get("nginx proxy (1 worker)", (0.0, "", 0.0))[0]
         print(f"{'target':<24}{'req/s':>10}{'p99':>10}{'/direct':>9}{'/nginx':>8}"
@@ -375,6 +411,10 @@ def main() -> None:
             vs_nginx = f"{rps / ref:.2f}" if ref else "-"
             cpu_text = f"{cpu:.0f}" if cpu else "-"
             print(f"{name:<24}{rps:>10.0f}{p99:>10}{rps / base:>9.2f}{vs_nginx:>8}{cpu_text:>18}")
+        if other is not None:
+            new, old = results["rauta proxy"], results[targets[-1][0]]
+            print(f"rauta / compared: req/s {new[0] / (old[0] or 1):.3f}, CPU us/req "
+                  f"{new[2] / (old[2] or 1):.3f} (medians of {max(1, args.rounds)} rounds)")
         print(f"load average during the run: {os.getloadavg()[0]:.2f} "
               f"(other work on this machine skews req/s; CPU us/req is the steadier figure)")
         if args.stream_mib:

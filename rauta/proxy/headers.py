@@ -64,6 +64,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
@@ -165,6 +166,7 @@ def _fwd_value(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@functools.lru_cache(maxsize=4096)
 def forwarded_element(client_ip: str, host: str, proto: str) -> str:
     """Our RFC 7239 ``Forwarded`` element: ``for=<node>;host=<host>;proto=<proto>``.
 
@@ -281,6 +283,7 @@ _NAME_CHARS = "-_.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 _IPV6_CHARS = ":.0123456789ABCDEFabcdef"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_host(value: str) -> tuple[str, int | None] | None:
     """``(host, port)`` of a ``Host`` value (or a target's authority), or None if invalid.
 
