@@ -41,6 +41,8 @@ Rules:
   case ignored on both).
 - A backend failing after the response head was sent drops the client connection: a
   truncated body is never presented as complete.
+- A 400, 408, 413, 414, 431, 501 or 505 always closes the connection (as nginx does):
+  nothing pipelined behind a malformed request is served.
 - Timers are checked by one sweep per listener (``Runtime`` lists them): idle, slow head,
   stalled body (408), stalled writes, lingering; connections above ``max_connections``
   are closed at accept.
@@ -73,6 +75,9 @@ OPEN, LINGER, CLOSED = "open", "linger", "closed"
 RESP_NONE, RESP_HELD, RESP_STARTED, RESP_DONE = 0, 1, 2, 3
 PAUSE_PIPELINE, PAUSE_UPLOAD = 1, 2
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+# Answers after which a connection is never reused (nginx turns keep-alive off for these):
+# the request was malformed, so what follows it on the connection is not trusted either.
+_CLOSING = frozenset({400, 408, 413, 414, 431, 501, 505})
 _ALLOW = [("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")]
 
 __all__ = ["ClientConnection", "Listener", "Request", "Runtime"]
@@ -685,7 +690,7 @@ class ClientConnection(asyncio.Protocol):
         """Answer the active request with a proxy-made response (nothing sent yet)."""
         req = self.active
         assert req is not None and self.resp == RESP_NONE
-        keep = (req.keep_alive and not self.draining and not close
+        keep = (req.keep_alive and not self.draining and not close and status not in _CLOSING
                 and (req.complete or self._can_discard(req)))
         self.status = status
         self._write(hdr.simple_response(status, text, keep_alive=keep, version=req.version,

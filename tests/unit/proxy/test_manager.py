@@ -144,8 +144,7 @@ async def test_generation_config_and_metrics(proxy: Proxy, echo: EchoBackend) ->
     client = await Client.open(port)
     await client.send(b"GET / HTTP/1.1\r\n\r\n")
     await client.read_response()
-    assert reg.get_sample_value("rauta_active_connections", {"port": str(port)}) == 1
-    await client.close()
+    assert await client.closed()  # a 400 always closes the connection (nginx's rule)
     assert reg.get_sample_value("rauta_requests_total", nothing) == 1
 
 
