@@ -577,6 +577,7 @@ class Logged:
     req: Parsed
 
 
+EOF_INSIDE = "eof inside a request:"  # the proxy gave up on a request: not a protocol error
 _IDS = itertools.count(1)
 _IDS_LOCK = threading.Lock()
 
@@ -660,8 +661,8 @@ class RecordingBackend:
                         if cur is not None or conn.their_state not in (h11.IDLE, h11.DONE,
                                                                          h11.MUST_CLOSE):
                             with self.lock:
-                                self.errors.append(f"{self.name} conn {cid}: EOF inside a "
-                                                   f"request; bytes {bytes(raw)!r}")
+                                self.errors.append(f"{EOF_INSIDE} {self.name} conn {cid}: "
+                                                   f"bytes {bytes(raw)!r}")
                         return
                     continue
                 if isinstance(ev, h11.Request):
@@ -742,3 +743,143 @@ def backend_ids(responses: list[tuple[int, list[tuple[str, str]], bytes]]) -> li
 def scan_ids(data: bytes) -> list[int]:
     """Backend ids in raw client bytes (a fallback when the responses do not parse)."""
     return [int(m) for m in re.findall(rb"(?im)^X-Request-Id: *(\d+)\r?$", data)]
+
+
+# ---------------------------------------------------------------------- rauta serve
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def gateway_objects(listen: int, a_port: int, b_port: int) -> list[dict]:
+    """The test config as Gateway API YAML objects: ``h.test`` PathPrefix ``/public`` ->
+    service a (backend A), ``other.test`` PathPrefix ``/`` -> service b (backend B)."""
+    objs: list[dict] = [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+         "metadata": {"name": "rauta"}, "spec": {"controllerName": "rauta.io/gateway-controller"}},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+         "metadata": {"name": "gw", "namespace": "default"},
+         "spec": {"gatewayClassName": "rauta",
+                  "listeners": [{"name": "http", "port": listen, "protocol": "HTTP"}]}},
+    ]
+    for svc, host, prefix, port in (("a", "h.test", "/public", a_port),
+                                    ("b", "other.test", "/", b_port)):
+        objs += [
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc, "namespace": "default"},
+             "spec": {"ports": [{"name": "http", "port": 80}]}},
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+             "metadata": {"name": f"{svc}-1", "namespace": "default",
+                          "labels": {"kubernetes.io/service-name": svc}},
+             "addressType": "IPv4", "ports": [{"name": "http", "port": port}],
+             "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]},
+            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": f"route-{svc}", "namespace": "default"},
+             "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [host],
+                      "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+                                 "backendRefs": [{"name": svc, "port": 80}]}]}},
+        ]
+    return objs
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    import ctypes
+    import signal
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class RautaServe:
+    """``python -m rauta.cli serve`` on the test config, as a subprocess of the checkout at
+    ``repo``; waits until a request to ``other.test`` is answered by backend B."""
+
+    def __init__(self, repo: str, workdir: str, a_port: int, b_port: int) -> None:
+        import yaml  # the YAML is written by the test, not by rauta
+        self.port, self.admin = free_port(), free_port()
+        self.config = f"{workdir}/rauta.yaml"
+        with open(self.config, "w") as fh:
+            yaml.safe_dump_all(gateway_objects(self.port, a_port, b_port), fh, sort_keys=False)
+        self.repo = repo
+        self.log = f"{workdir}/rauta.log"
+        self.proc = None
+
+    def start(self, timeout: float = 30.0) -> RautaServe:
+        import os
+        import subprocess
+        import sys
+        env = {**os.environ, "PYTHONPATH": self.repo}
+        self._fh = open(self.log, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rauta.cli", "serve", "--config", self.config,
+             "--admin", f"127.0.0.1:{self.admin}", "--grace", "1"],
+            cwd=self.repo, env=env, stdin=subprocess.DEVNULL, stdout=self._fh,
+            stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        deadline = time.monotonic() + timeout
+        probe = b"GET /ready HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rauta serve exited: {open(self.log).read()[-2000:]}")
+            with contextlib.suppress(OSError):
+                data, _ = exchange(self.port, probe, quiet=0.5, limit=2)
+                if b"X-Backend: B" in data:
+                    return self
+            time.sleep(0.1)
+        raise RuntimeError(f"rauta serve not ready: {open(self.log).read()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        with contextlib.suppress(Exception):
+            self._fh.close()
+
+
+# ---------------------------------------------------------------------- one case end to end
+
+
+@dataclass
+class Outcome:
+    """What one raw request did: the client's responses, what each backend logged."""
+
+    responses: list[tuple[int, list[tuple[str, str]], bytes]]
+    client_error: str | None
+    closed: bool
+    logged: list[Logged]
+    backend_errors: list[str]
+    client_bytes: bytes = b""
+
+    @property
+    def forwarded(self) -> int:
+        return len(self.logged)
+
+    @property
+    def backends(self) -> set[str]:
+        return {e.backend for e in self.logged}
+
+    @property
+    def statuses(self) -> list[int]:
+        return [s for s, _, _ in self.responses]
+
+
+def run_case(port: int, raw: bytes, backends: list[RecordingBackend], *,
+             quiet: float = 0.08) -> Outcome:
+    """Send ``raw`` on a fresh connection; read until close or quiet, waiting longer (up
+    to 3 s) while a backend has logged a request whose response the client has not seen."""
+    snaps = [b.snapshot() for b in backends]
+
+    def pending(got: bytes) -> bool:
+        logged = {e.id for b, s in zip(backends, snaps, strict=True) for e in b.since(s)[0]}
+        return not logged <= set(scan_ids(got))
+
+    data, closed = exchange(port, raw, quiet=quiet, limit=3.0, more=pending)
+    time.sleep(0.01)
+    logged: list[Logged] = []
+    errors: list[str] = []
+    for b, s in zip(backends, snaps, strict=True):
+        lg, er = b.since(s)
+        logged += lg
+        errors += er
+    responses, err = parse_responses(data)
+    return Outcome(responses, err, closed, sorted(logged, key=lambda e: e.id), errors, data)
