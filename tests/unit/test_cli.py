@@ -132,3 +132,37 @@ def test_translate_requires_at_least_one_file(runner: CliRunner) -> None:
     res = runner.invoke(main, ["translate"])
     assert res.exit_code == 2
     assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("args,expected", [
+    ([], {"trusted_hops": 0, "underscores_in_headers": False, "allow_trace": False,
+          "max_connections": 10000}),
+    (["--trusted-hops", "2", "--underscores-in-headers", "--allow-trace",
+      "--max-connections", "50"],
+     {"trusted_hops": 2, "underscores_in_headers": True, "allow_trace": True,
+      "max_connections": 50}),
+])
+def test_serve_passes_the_hardening_settings_to_the_proxy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], expected: dict) -> None:
+    import rauta.serve
+
+    seen: dict = {}
+
+    async def fake_serve(paths: list[str], **kw: object) -> int:
+        seen.update(kw)
+        return 0
+
+    monkeypatch.setattr(rauta.serve, "serve", fake_serve)
+    monkeypatch.setattr("rauta.cli.tune_gc", lambda: None)
+    f = tmp_path / "c.yaml"
+    f.write_text(QUICK)
+    result = CliRunner().invoke(main, ["serve", "--config", str(f), *args])
+    assert result.exit_code == 0, result.output
+    assert seen["proxy_settings"] == expected
+
+
+def test_bad_trusted_hops_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(QUICK)
+    result = CliRunner().invoke(main, ["serve", "--config", str(f), "--trusted-hops", "-1"])
+    assert result.exit_code == 2 and "trusted-hops" in result.output
