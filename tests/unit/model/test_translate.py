@@ -11,6 +11,8 @@ import pytest
 from rauta.model import config as cfg
 from rauta.model.conditions import Condition, CondType, Reason
 from rauta.model.resources import parse_object
+from rauta.model.routing import RequestView
+from rauta.model.routing import route as route_request
 from rauta.model.snapshot import Snapshot
 from rauta.model.status import Applied, GatewayStatus, RouteParentStatus
 from rauta.model.translate import (
@@ -318,22 +320,75 @@ def test_rule_with_invalid_matches_is_dropped_with_partially_invalid(bad_rule: d
 def test_rule_with_unsupported_filter_or_timeout_answers_500_not_fall_through(
         bad_rule: dict) -> None:
     """httproute_types.go HTTPRouteFilter: a filter MUST NOT be skipped; its requests get an
-    error. So the rule keeps its matches with a single invalid (500) backend."""
+    error. So the rule keeps its matches, marked invalid, without filters or backends."""
     t = translate(snap(route(rules=[bad_rule, GOOD_RULE])))
     compiled = {r.rule_index: r for r in rules(t)}
     assert set(compiled) == {0, 1}
-    assert [b.invalid is not None for b in compiled[0].backends] == [True]
-    assert compiled[0].filters.redirect is None
+    assert compiled[0].invalid is not None and compiled[0].invalid.startswith("rule 0: ")
+    assert compiled[0].backends == () and compiled[0].filters == cfg.Filters()
+    assert compiled[1].invalid is None
     _partially_invalid(t)
+    assert "(answers 500)" in conds(parent(t).conditions)["PartiallyInvalid"].message
 
 
 def test_route_with_every_rule_invalid_is_not_accepted_unsupported_value() -> None:
+    """Issue 20: the only rule of the route has an unsupported filter. The route is fully
+    invalid (Accepted=False, no PartiallyInvalid) but its rule is still programmed, as a
+    500, and the route still counts as attached (ListenerStatus.AttachedRoutes counts
+    routes "that may themselves have Accepted: false conditions")."""
     t = translate(snap(route(rules=[{"filters": [{"type": "Bogus"}]}])))
     c = conds(parent(t).conditions)
     assert (c["Accepted"].status, c["Accepted"].reason) == ("False", Reason.UNSUPPORTED_VALUE)
+    assert c["Accepted"].message.startswith("All rules are invalid: rule 0: ")
     assert "PartiallyInvalid" not in c
+    (only,) = rules(t)
+    assert only.invalid is not None and only.backends == ()
+    assert gw_status(t).listeners[0].attached_routes == 1
+
+
+def test_route_whose_rules_all_have_invalid_matches_programs_nothing() -> None:
+    t = translate(snap(route(rules=[BAD_MATCHES[0], BAD_MATCHES[2]])))
+    c = conds(parent(t).conditions)
+    assert (c["Accepted"].status, c["Accepted"].reason) == ("False", Reason.UNSUPPORTED_VALUE)
+    assert "(dropped)" in c["Accepted"].message
     assert rules(t) == ()
-    assert gw_status(t).listeners[0].attached_routes == 0
+
+
+def _request(path: str, host: str = "shop.example.com") -> RequestView:
+    return RequestView(method="GET", host=host, path=path, query="", headers=(), port=80)
+
+
+def test_single_invalid_rule_answers_500_never_the_other_tenants_catch_all() -> None:
+    """Issue 20: before the fix the ExtensionRef route was not programmed at all and
+    /admin fell through to the other tenant's catch-all."""
+    ext = {"type": "ExtensionRef",
+           "extensionRef": {"group": "auth.example.com", "kind": "AuthFilter", "name": "x"}}
+    t = translate(snap(
+        route("admin", ns="app", rules=[{"matches": [{"path": {"value": "/admin"}}],
+                                         "filters": [ext],
+                                         "backendRefs": [{"name": "web", "port": 80}]}]),
+        route("all", ns="other", created="2000-01-01T00:00:00Z",
+              rules=[{"backendRefs": [{"name": "web", "port": 80}]}]),
+        service("web", "app"), eslice("web", "app", "10.0.0.1"),
+        service("web", "other"), eslice("web", "other", "10.0.0.2")))
+    for path in ("/admin", "/admin/", "/admin/users"):
+        d = route_request(t.config, _request(path))
+        assert (d.kind, d.status, d.reason) == ("error", 500, "invalid rule"), path
+        assert d.rule is not None and d.rule.route == "app/admin"
+    d = route_request(t.config, _request("/other"))
+    assert d.kind == "forward" and d.rule is not None and d.rule.route == "other/all"
+
+
+def test_regex_that_re2_rejects_is_an_invalid_match() -> None:
+    """Issue 21: RE2 has no backreferences or lookaround; such a pattern is an invalid match
+    (the rule is dropped, UnsupportedValue), not silently run on a backtracking engine."""
+    for pattern in (r"/(a)\1", r"/(?=a)a", r"/(?<!b)a", r"/a{1001}"):
+        t = translate(snap(route(rules=[
+            {"matches": [{"path": {"type": "RegularExpression", "value": pattern}}]},
+            GOOD_RULE])))
+        assert [r.rule_index for r in rules(t)] == [1], pattern
+        pi = conds(parent(t).conditions)["PartiallyInvalid"]
+        assert pi.reason == Reason.UNSUPPORTED_VALUE and "RE2" in pi.message, pattern
 
 
 def test_named_rule_is_named_in_the_partially_invalid_message() -> None:
@@ -366,7 +421,7 @@ def test_unresolvable_extension_ref_rule_answers_an_error_instead_of_falling_thr
     admin = [r for r in rules(t) if r.match.path.value == "/admin"]
     assert admin, "the /admin rule must stay so that /admin requests do not reach rule 1"
     assert admin[0].filters.redirect is None
-    assert all(b.invalid is not None for b in admin[0].backends)
+    assert admin[0].invalid is not None and "ExtensionRef" in admin[0].invalid
 
 
 # --------------------------------------------------------------------------- backends
@@ -668,7 +723,7 @@ def test_filters_that_could_split_messages_are_refused(bad_filter: dict) -> None
                                     {"matches": [{"path": {"value": "/ok"}}],
                                      "backendRefs": [{"name": "web", "port": 80}]}])))
     compiled = {r.rule_index: r for r in rules(t)}
-    assert [b.invalid is not None for b in compiled[0].backends] == [True]
+    assert compiled[0].invalid is not None and compiled[0].backends == ()
     pi = conds(parent(t).conditions)["PartiallyInvalid"]
     assert pi.reason == Reason.UNSUPPORTED_VALUE
 
@@ -678,3 +733,20 @@ def test_long_condition_messages_are_cut_to_fit_the_crd() -> None:
     t = translate(snap(route(rules=[*many, {}])))
     msg = conds(parent(t).conditions)["PartiallyInvalid"].message
     assert len(msg) <= 1024 and msg.endswith("...")
+
+
+def test_golden_45_admin_request_gets_500_not_the_catch_all() -> None:
+    """The golden case of issue 20, routed: GET /admin must be a 500, never web/all."""
+    from pathlib import Path
+
+    import yaml
+
+    case = (Path(__file__).resolve().parents[2] / "golden"
+            / "45-invalid-filter-only-rule-next-to-catch-all" / "input.yaml")
+    docs = [d for d in yaml.safe_load_all(case.read_text()) if d]
+    t = translate(Snapshot.from_dicts(docs))
+    for path in ("/admin", "/admin/users", "/x/../admin"):
+        d = route_request(t.config, _request(path))
+        assert (d.status, d.reason) == (500, "invalid rule"), path
+        assert d.rule is not None and d.rule.route == "shop/admin"
+    assert route_request(t.config, _request("/shop")).rule.route == "web/all"  # type: ignore[union-attr]
