@@ -362,9 +362,8 @@ def _listener_status(lis: ListenerState, applied: Applied | None) -> ListenerSta
 def _gateway_status(gw: GatewayState, applied: Applied | None) -> GatewayStatus:
     listeners = tuple(_listener_status(lis, applied) for lis in gw.listeners)
     valid = [lis.valid for lis in gw.listeners]
-    if gw.unsupported_address:
-        accepted = cond(CondType.ACCEPTED, False, Reason.UNSUPPORTED_ADDRESS,
-                        gw.unsupported_address)
+    if gw.rejected:
+        accepted = cond(CondType.ACCEPTED, False, *gw.rejected)
     elif not any(valid):
         accepted = cond(CondType.ACCEPTED, False, Reason.LISTENERS_NOT_VALID,
                         "no listener is valid")

@@ -557,6 +557,66 @@ def test_unsupported_address_type_is_unsupported_address() -> None:
     assert (acc.status, acc.reason) == ("False", Reason.UNSUPPORTED_ADDRESS)
 
 
+def _mtls_secret() -> dict:
+    return {"kind": "Secret", "metadata": {"name": "cert", "namespace": "infra"},
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+                           "tls.key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"}}
+
+
+def _https() -> dict:
+    return listener("https", 443, "HTTPS", tls={"certificateRefs": [{"name": "cert"}]})
+
+
+def test_gateway_spec_tls_frontend_validation_is_not_pretended() -> None:
+    """Issue 22: a Gateway asking for client-certificate validation is not accepted (reason
+    Invalid, naming spec.tls.frontend) and not served, rather than served without mTLS."""
+    tls = {"frontend": {"default": {"validation": {
+        "caCertificateRefs": [{"kind": "ConfigMap", "name": "ca", "group": ""}]}}}}
+    t = translate(snap(_mtls_secret(), gateway(listeners=[_https()], tls=tls), route()))
+    c = conds(gw_status(t).conditions)
+    assert (c["Accepted"].status, c["Accepted"].reason) == ("False", Reason.INVALID)
+    assert "spec.tls.frontend" in c["Accepted"].message
+    assert (c["Programmed"].status, c["Programmed"].reason) == ("False", Reason.INVALID)
+    assert t.config.port(443) is None
+    acc = conds(parent(t).conditions)["Accepted"]
+    assert (acc.status, acc.reason) == ("False", Reason.NO_MATCHING_PARENT)
+    assert "spec.tls.frontend" in acc.message
+
+
+def test_gateway_spec_infrastructure_is_not_pretended() -> None:
+    t = translate(snap(gateway(infrastructure={"labels": {"team": "a"}})))
+    c = conds(gw_status(t).conditions)
+    assert (c["Accepted"].status, c["Accepted"].reason) == ("False", Reason.INVALID)
+    assert "spec.infrastructure.labels" in c["Accepted"].message
+    assert t.config.port(80) is None
+    t = translate(snap(gateway(infrastructure={"parametersRef": {
+        "group": "example.com", "kind": "Params", "name": "p"}})))
+    c = conds(gw_status(t).conditions)
+    assert (c["Accepted"].status, c["Accepted"].reason) == ("False", Reason.INVALID_PARAMETERS)
+    assert "spec.infrastructure.parametersRef" in c["Accepted"].message
+
+
+def test_empty_tls_and_infrastructure_request_nothing() -> None:
+    t = translate(snap(gateway(tls={}, infrastructure={"labels": {}})))
+    c = conds(gw_status(t).conditions)
+    assert (c["Accepted"].status, c["Accepted"].reason) == ("True", Reason.ACCEPTED)
+
+
+def test_listener_tls_frontend_validation_is_not_accepted() -> None:
+    lis = listener("https", 443, "HTTPS", tls={
+        "certificateRefs": [{"name": "cert"}],
+        "frontendValidation": {"caCertificateRefs": [{"kind": "ConfigMap", "name": "ca"}]}})
+    t = translate(snap(_mtls_secret(), gateway(listeners=[lis, listener()])))
+    https = next(ls for ls in gw_status(t).listeners if ls.name == "https")
+    acc = conds(https.conditions)["Accepted"]
+    assert (acc.status, acc.reason) == ("False", Reason.UNSUPPORTED_VALUE)
+    assert "tls.frontendValidation" in acc.message
+    assert t.config.port(443) is None and t.config.port(80) is not None
+    gs = conds(gw_status(t).conditions)["Accepted"]
+    assert (gs.status, gs.reason) == ("True", Reason.LISTENERS_NOT_VALID)
+
+
 def test_https_port_config_lists_certificates() -> None:
     sec = {"kind": "Secret", "metadata": {"name": "cert", "namespace": "infra"},
            "type": "kubernetes.io/tls", "stringData": {"tls.crt": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n", "tls.key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"}}
