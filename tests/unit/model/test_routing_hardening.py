@@ -1,5 +1,6 @@
-"""RegularExpression matches in rauta.model.routing run on RE2, in linear time (issue 21),
-and rules marked invalid by the translator answer 500 (issue 20).
+"""Hardening of rauta.model.routing: RegularExpression matches run on RE2, in linear time
+(issue 21); rules marked invalid by the translator answer 500 (issue 20); fragments and
+path parameters are a 400 (issue 13).
 
 No wall-clock assertions: linearity is checked through the engine (an RE2 object, whose
 compiled program size is bounded by the pattern, not the input) and by inputs long
@@ -128,3 +129,16 @@ def test_invalid_rule_answers_500_and_never_falls_through() -> None:
     assert (d.kind, d.status, d.reason) == ("error", 500, "invalid rule")
     assert d.rule is not None and d.rule.route == "app/admin" and d.backend is None
     assert route(cfg, req("/public")).rule.route == "other/all"  # type: ignore[union-attr]
+
+
+# --- fragments and path parameters (issue 13) ---------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/admin#x", "/#/../admin", "/admin;jsessionid=x",
+                                  "/public/..;/admin"])
+def test_fragment_or_path_parameters_answer_400_before_any_rule(path: str) -> None:
+    cfg = config(rule("/admin", "PathPrefix", name="app/admin"),
+                 rule("/", "PathPrefix", name="other/all"))
+    d = route(cfg, req(path))
+    assert (d.kind, d.status, d.reason) == ("error", 400, "bad request path")
+    assert d.rule is None
