@@ -12,7 +12,10 @@ Rules:
   fits its Host (listener isolation), then by the first rule of that listener that matches.
 - ``ListenerRoutes.rules`` is ordered by HTTPRoute precedence (see ``precedence_key`` in
   ``rauta.model.translate``); the first matching rule wins.
-- Regular expressions are kept as their source text; matchers compile them (cached).
+- Regular expressions are kept as their source text; matchers compile them with RE2
+  (cached, see ``rauta.model.routing``).
+- A ``Rule`` with ``invalid`` set answers 500 whenever it is the first matching rule; it
+  is listed like any other rule, so ``/config`` and ``rauta translate`` show it.
 """
 
 from __future__ import annotations
@@ -137,6 +140,9 @@ class Rule(Frozen):
     filters: Filters = Filters()
     backends: tuple[Backend, ...] = ()  # empty and no redirect: the rule answers 500
     timeouts: Timeouts = Timeouts()
+    # Why the translator could not program this rule's filters or timeouts. Such a rule
+    # keeps its matches and precedence place, has no filters or backends, and answers 500.
+    invalid: str | None = None
 
 
 class ListenerRoutes(Frozen):

@@ -12,6 +12,11 @@ Rules:
   share a port are checked against each other too: the older Gateway (creationTimestamp,
   then namespace/name) keeps the port; a later one with another protocol gets
   ``PortUnavailable`` and one with the same hostname gets ``HostnameConflict``.
+- A field rauta does not implement is never pretended: a Gateway with ``spec.tls``
+  (client-certificate validation) or ``spec.infrastructure`` is not accepted (Accepted
+  False, reason Invalid, or InvalidParameters for ``infrastructure.parametersRef``; see
+  ``_unsupported_gateway_fields``) and not served; an HTTPS listener with
+  ``tls.frontendValidation`` is not accepted (UnsupportedValue). Messages name the field.
 """
 
 from __future__ import annotations
@@ -58,6 +63,53 @@ def age_key(obj: Gateway | HTTPRoute) -> tuple[str, str, str]:
     return (meta.creation_timestamp, meta.namespace, meta.name)
 
 
+def _unsupported_gateway_fields(gw: Gateway) -> tuple[Reason, str] | None:
+    """Why the Gateway cannot be accepted as written (reason of the first problem, every
+    problem in the message, each naming its field), or None.
+
+    - ``spec.addresses`` of a type other than IPAddress/Hostname: UnsupportedAddress.
+    - ``spec.tls`` (frontend client-certificate validation, backend client certificate):
+      Invalid, the spec's reason for "unrecognized or invalid values in the TLS
+      configuration". Serving the Gateway without them would accept clients the user
+      meant to reject, so the Gateway is not served (fail closed).
+    - ``spec.infrastructure.parametersRef``: InvalidParameters (GatewayInfrastructure:
+      a reference to an unsupported kind SHOULD be rejected with Accepted=False and
+      InvalidParameters); ``labels``/``annotations``: Invalid (rauta generates no
+      infrastructure to carry them).
+    """
+    problems: list[tuple[Reason, str]] = []
+    for addr in gw.spec.addresses:
+        if addr.type not in ("IPAddress", "Hostname"):
+            problems.append((Reason.UNSUPPORTED_ADDRESS,
+                             f"address type {addr.type!r} is not supported"))
+    tls = sorted(k for k, v in (gw.spec.tls or {}).items() if v)
+    if tls:
+        why = {"frontend": "rauta does not validate client certificates",
+               "backend": "rauta presents no client certificate to backends"}
+        problems.append((Reason.INVALID,
+                         f"{_fields('spec.tls', tls)} not supported ("
+                         + "; ".join(why.get(k, "unknown field") for k in tls)
+                         + "): the Gateway is not served rather than served without it"))
+    infra = sorted(k for k, v in (gw.spec.infrastructure or {}).items() if v)
+    if "parametersRef" in infra:
+        problems.append((Reason.INVALID_PARAMETERS,
+                         "spec.infrastructure.parametersRef is not supported (rauta takes "
+                         "no infrastructure parameters)"))
+    rest = [k for k in infra if k != "parametersRef"]
+    if rest:
+        problems.append((Reason.INVALID, f"{_fields('spec.infrastructure', rest)} not "
+                         "supported (rauta generates no infrastructure to carry them)"))
+    if not problems:
+        return None
+    return problems[0][0], "; ".join(m for _, m in problems)
+
+
+def _fields(prefix: str, names: list[str]) -> str:
+    """``spec.tls.frontend is`` / ``spec.x.a, spec.x.b are``."""
+    text = ", ".join(f"{prefix}.{n}" for n in names)
+    return text + (" is" if len(names) == 1 else " are")
+
+
 @dataclass
 class ListenerState:
     gateway: Gateway
@@ -92,7 +144,8 @@ class ListenerState:
 class GatewayState:
     obj: Gateway
     listeners: list[ListenerState]
-    unsupported_address: str | None = None
+    # Why the whole Gateway is not accepted (reason, message naming the field), or None.
+    rejected: tuple[Reason, str] | None = None
 
     @property
     def key(self) -> str:
@@ -173,10 +226,8 @@ class Graph:
 
     def _gateway(self, gw: Gateway) -> GatewayState:
         state = GatewayState(gw, [ListenerState(gw, lis) for lis in gw.spec.listeners])
-        for addr in gw.spec.addresses:
-            if addr.type not in ("IPAddress", "Hostname"):
-                state.unsupported_address = f"address type {addr.type!r} is not supported"
-        if state.unsupported_address:
+        state.rejected = _unsupported_gateway_fields(gw)
+        if state.rejected:
             for lis in state.listeners:
                 lis.gateway_ok = False
         for lis in state.listeners:
@@ -212,6 +263,13 @@ class Graph:
         if tls is None or tls.mode != "Terminate":
             lis.accepted = (False, Reason.UNSUPPORTED_VALUE,
                             "HTTPS listeners need tls.mode Terminate")
+            lis.tls_ok = False
+            return
+        if tls.frontend_validation:
+            # Serving it without the client-certificate check would pretend mTLS.
+            lis.accepted = (False, Reason.UNSUPPORTED_VALUE,
+                            "tls.frontendValidation is not supported: rauta does not "
+                            "validate client certificates, so the listener is not served")
             lis.tls_ok = False
             return
         if not tls.certificate_refs:
@@ -325,10 +383,9 @@ class Graph:
             return Attachment(ref, (False, Reason.NO_MATCHING_PARENT,
                                     f"Gateway {gw.key} has no listener with "
                                     + " and ".join(what)))
-        if gw.unsupported_address:
+        if gw.rejected:
             return Attachment(ref, (False, Reason.NO_MATCHING_PARENT,
-                                    f"Gateway {gw.key} is not accepted: "
-                                    f"{gw.unsupported_address}"))
+                                    f"Gateway {gw.key} is not accepted: {gw.rejected[1]}"))
         # Attachment depends only on parentRefs and allowedRoutes (ListenerStatus
         # AttachedRoutes): a conflicted or unresolved listener still counts the route, but
         # only valid listeners are programmed.

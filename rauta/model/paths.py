@@ -11,13 +11,23 @@ Rules:
   Its output always starts with ``/``, never contains ``//``, ``/./`` or ``/../``, never
   ends with ``/.`` or ``/..``, and ``normalize_path(normalize_path(p)) == normalize_path(p)``.
 - Rejected (``None``): a path not starting with ``/``; any ASCII control character (NUL,
-  CR, LF, TAB, ... DEL) or a raw backslash; a malformed escape (``%`` not followed by two
-  hex digits); an encoded NUL (``%00``); an encoded slash ``%2F``/``%2f`` or backslash
-  ``%5C``/``%5c``.
+  CR, LF, TAB, ... DEL) or a raw backslash; a raw ``#``; a raw ``;``; a malformed escape
+  (``%`` not followed by two hex digits); an encoded NUL (``%00``); an encoded slash
+  ``%2F``/``%2f`` or backslash ``%5C``/``%5c``.
   Encoded slashes are rejected rather than passed through: some backends decode ``%2F``
   to ``/`` and some do not, so ``/public%2F..%2Fadmin`` would mean different things to the
   router and to the backend. A 400 is the only answer that is safe for every backend.
   A raw ``\\`` is rejected for the same reason (several servers treat it as ``/``).
+  A raw ``#`` starts a fragment, which RFC 9112 never allows in a request-target: routing
+  ``/admin#x`` by its full text would send it to the ``/`` rule, while ``/#/../admin``
+  would climb to ``/admin``; no reading is safe, so it is a 400.
+  A raw ``;`` starts path parameters (``/admin;jsessionid=x``), which rauta does not
+  support: servlet containers (Tomcat, Jetty, Spring) strip them and serve ``/admin``,
+  so a ``/admin`` rule would be bypassed through a catch-all. Rejecting every ``;``
+  also covers dot segments with parameters (``/..;/``). Escaped forms (``%3B``, ``%23``)
+  are kept as escapes and mean a literal character to every backend.
+  Route match values go through the same function, so a PathPrefix/Exact value with a
+  ``#`` or ``;`` is an invalid match.
 - Percent-decoding happens once, and only for RFC 3986 unreserved characters
   (``A-Z a-z 0-9 - . _ ~``); every other escape is kept, with its hex digits upper-cased
   (``%3a`` -> ``%3A``). So ``%2e%2e`` becomes ``..`` *before* dot-segment removal, while
@@ -36,7 +46,7 @@ import re
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _FORBIDDEN_ESCAPES = frozenset({0x00, 0x2F, 0x5C})  # NUL, "/", "\"
-_BAD_RAW = re.compile(r"[\x00-\x1f\x7f\\]")
+_BAD_RAW = re.compile(r"[\x00-\x1f\x7f\\#;]")  # CTLs, backslash, fragment, path parameters
 _SLASHES = re.compile(r"/{2,}")
 
 
@@ -88,7 +98,8 @@ def normalize_path(raw: str) -> str | None:
 
     ``/public/../admin`` -> ``/admin``; ``/public/%2e%2e/admin`` -> ``/admin``;
     ``//a///b`` -> ``/a/b``; ``/a/./b/`` -> ``/a/b/``; ``/a%2Fb`` -> None;
-    ``/public/..;/admin`` -> None (a dot segment with path parameters).
+    ``/admin#x`` -> None (a fragment); ``/admin;jsessionid=x`` and ``/public/..;/admin``
+    -> None (path parameters are not supported).
     """
     if not raw.startswith("/") or _BAD_RAW.search(raw):
         return None
@@ -101,15 +112,8 @@ def normalize_path(raw: str) -> str | None:
     if "//" in path:
         path = _SLASHES.sub("/", path)
     if "/." in path:
-        if _DOT_PARAM.search(path):
-            return None  # "/..;/" is ".." to Tomcat/Jetty/Spring: never let it pass a prefix
         path = _remove_dot_segments(path)
     return path
-
-
-# A dot segment with path parameters ("..;x", ".;x"): servlet containers strip ";..." and
-# treat it as a dot segment, so a router that does not would be bypassed.
-_DOT_PARAM = re.compile(r"/\.\.?;")
 
 
 def prefix_matches(prefix: str, path: str) -> bool:

@@ -8,6 +8,9 @@ Rules:
   that newer API servers and extra metadata never break parsing.
 - Defaults follow the Gateway API v1 CRDs (e.g. ``allowedRoutes.namespaces.from = Same``,
   a route without matches matches ``PathPrefix /``, ``backendRef.weight = 1``).
+- A field rauta does not support but that changes what a user expects (Gateway
+  ``spec.tls``, ``spec.infrastructure``, listener ``tls.frontendValidation``) is parsed as
+  plain data rather than ignored, so the graph can report it; it is never silently lost.
 - Only structural validation happens here (types, required fields, enums). Semantic
   validity (a listener port clash, a missing Service) is the graph's job, because the spec
   reports it through status conditions rather than by rejecting the object.
@@ -135,6 +138,9 @@ class SecretObjectReference(Frozen):
 class GatewayTLSConfig(Frozen):
     mode: Literal["Terminate", "Passthrough"] = "Terminate"
     certificate_refs: tuple[SecretObjectReference, ...] = ()
+    # Listener-level client-certificate validation (experimental channel, v1.1-v1.2).
+    # Parsed only so that the graph can say it is not supported, never ignored.
+    frontend_validation: dict[str, Any] | None = None
 
 
 class Listener(Frozen):
@@ -157,6 +163,12 @@ class GatewaySpec(Frozen):
     gateway_class_name: Annotated[str, Field(min_length=1)]
     listeners: Annotated[tuple[Listener, ...], Field(min_length=1)]
     addresses: tuple[GatewayAddress, ...] = ()
+    # Fields rauta does not support yet, kept as written (not ignored) so that the graph
+    # can refuse the Gateway with an honest status: ``tls`` (frontend client-certificate
+    # validation, backend client certificates) and ``infrastructure`` (labels,
+    # annotations, parametersRef for generated infrastructure).
+    tls: dict[str, Any] | None = None
+    infrastructure: dict[str, Any] | None = None
 
 
 class Gateway(Frozen):

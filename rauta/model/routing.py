@@ -10,7 +10,10 @@ Rules:
   request from the same client connection always gets the same answer, in every process.
 - Order of evaluation, each step answering at most once:
   1. no PortConfig for the request's port -> 404;
-  2. ``normalize_path`` rejects the path -> 400 "bad request path" (see ``paths``);
+  2. ``normalize_path`` rejects the path -> 400 "bad request path" (see ``paths``): among
+     others any ``#`` (a fragment never belongs in a request-target) and any ``;`` (path
+     parameters are not supported: servlet containers would read ``/admin;x`` as
+     ``/admin`` after a catch-all rule took it);
   3. listener isolation: the first ``ListenerRoutes`` whose hostname fits the Host (port
      ignored, ``""`` fits all) handles the request, the others are never consulted;
      none -> 404;
@@ -18,17 +21,26 @@ Rules:
      RegularExpression paths sit in that order is the translator's choice, this module
      simply honours the order it is given) whose hostname, method, path, headers and query
      all match wins; none -> 404 "no matching route";
-  5. a RequestRedirect filter -> redirect; else weighted backend choice: no backends or
+  5. a rule the translator marked ``invalid`` (its filters or timeouts cannot be honoured)
+     -> 500 "invalid rule", never a fall-through to a later rule;
+  6. a RequestRedirect filter -> redirect; else weighted backend choice: no backends or
      all weights 0 -> 500; an invalid backend -> 500 "invalid backend"; a backend without
      ready endpoints -> 503 "no ready endpoints"; else a Maglev pick among its endpoints.
 - Match semantics:
   - method: exact, case-sensitive (RFC 9110 methods are case-sensitive);
   - path: against the normalised path; Exact is string equality, PathPrefix is
-    element-wise (``paths.prefix_matches``), RegularExpression is ``re.fullmatch`` with
-    Python ``re`` syntax (compiled once, cached; an uncompilable pattern never matches);
+    element-wise (``paths.prefix_matches``), RegularExpression is a full match (the whole
+    value, as ``re.fullmatch`` would) in RE2 syntax (``compile_regex``);
   - headers: names case-insensitive; a header repeated in the request is matched as its
     values (each stripped of surrounding spaces/tabs) joined with "," (RFC 9110 §5.3);
-    Exact compares case-sensitively, RegularExpression uses ``fullmatch``;
+    Exact compares case-sensitively, RegularExpression is a full match in RE2 syntax;
+- Regular expressions (path, header, query) run on RE2 (``google-re2``), never on Python's
+  backtracking ``re``: matching is linear in the input, so no pattern can stall the event
+  loop (``/(a+)+`` against a long path costs what ``/a+`` costs). ``compile_regex`` compiles
+  once (cached) with ``REGEX_MAX_MEM`` as RE2's memory budget; a pattern RE2 rejects
+  (backreferences, lookaround, a repetition over 1000, a program over the budget) is an
+  invalid match: the translator drops its rule (UnsupportedValue) and, should one reach
+  the router anyway, it never matches. A value that is not valid UTF-8 text never matches.
   - query: ``urllib.parse.parse_qsl(query, keep_blank_values=True)``, so names and values
     are percent-decoded and "+" reads as a space; names are case-sensitive and only the
     first occurrence of a repeated parameter counts (the spec's recommendation).
@@ -56,11 +68,11 @@ Rules:
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol, cast
 from urllib.parse import parse_qsl
 
+import re2  # type: ignore[import-untyped]
 import xxhash
 
 from rauta.model import maglev
@@ -122,18 +134,54 @@ class Decision:
     timeouts: Timeouts | None = None
 
 
-@functools.lru_cache(maxsize=4096)
-def compile_regex(pattern: str) -> re.Pattern[str] | None:
-    """The compiled pattern, or None when it does not compile (it then never matches)."""
+REGEX_MAX_MEM = 1 << 20  # RE2's budget per pattern (program + DFA cache), bytes
+
+
+class Regex(Protocol):
+    """The part of a compiled RE2 pattern routing uses."""
+
+    programsize: int
+
+    def fullmatch(self, text: str) -> object | None: ...
+
+
+def _options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a bad pattern is reported in status, not on stderr
+    options.max_mem = REGEX_MAX_MEM
+    return options
+
+
+_RE2_OPTIONS = _options()
+
+
+def regex_error(pattern: str) -> str | None:
+    """Why RE2 cannot compile ``pattern`` (within ``REGEX_MAX_MEM``), or None."""
     try:
-        return re.compile(pattern)
-    except re.error:
+        re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else exc
+        return detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_regex(pattern: str) -> Regex | None:
+    """The compiled RE2 pattern, or None when RE2 rejects it (it then never matches)."""
+    try:
+        return cast(Regex, re2.compile(pattern, _RE2_OPTIONS))
+    except re2.error:
         return None
 
 
 def _fullmatch(pattern: str, value: str) -> bool:
     compiled = compile_regex(pattern)
-    return compiled is not None and compiled.fullmatch(value) is not None
+    if compiled is None:
+        return False
+    try:
+        return compiled.fullmatch(value) is not None
+    except UnicodeEncodeError:  # lone surrogates: not text RE2 can read
+        return False
 
 
 class _Lazy:
@@ -343,6 +391,10 @@ def route(
         return Decision(
             kind="error", status=404, reason="no matching route", port=port, listener=listener
         )
+
+    if rule.invalid is not None:
+        return Decision(kind="error", status=500, reason="invalid rule", port=port,
+                        listener=listener, rule=rule)
 
     filters = rule.filters
     if filters.redirect is not None:

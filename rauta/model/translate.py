@@ -12,11 +12,23 @@ Rules:
   RegularExpression paths (longer pattern first: rauta's documented choice), then longer
   PathPrefix, method match, more header matches, more query matches, older route
   (creationTimestamp), namespace/name, rule index, match index.
-- A rule with an unsupported or invalid value (unknown filter, bad duration,
-  ReplacePrefixMatch without a PathPrefix match, RequestRedirect with URLRewrite) is kept
-  with its matches but answers 500, since the spec forbids skipping a filter; a rule whose
-  matches are invalid (bad regex) is dropped. The route gets PartiallyInvalid=True (other
-  rules valid) or Accepted=False (none valid), both with reason UnsupportedValue.
+- Only matches decide whether a rule is programmed. A rule whose matches cannot compile
+  (a pattern RE2 rejects, a path that is not a valid absolute path) can catch nothing and
+  is left out. Every other rule is programmed in its normal precedence place, even when
+  it is the route's only rule: one with a value rauta cannot honour (unknown filter type,
+  ExtensionRef, a filter without its field, a repeated filter, RequestRedirect with
+  URLRewrite, ReplacePrefixMatch without a PathPrefix match, an unsupported backendRef
+  filter, a bad mirror fraction, header or URL values, an invalid or inconsistent timeout)
+  becomes a ``Rule`` with ``invalid`` set, no filters and no backends, which answers 500:
+  the spec says such a filter MUST NOT be skipped and the requests it would have handled
+  MUST get an error, so they must never fall through to another (catch-all) rule.
+- Route status: some rules invalid -> Accepted=True plus PartiallyInvalid=True; every rule
+  invalid -> Accepted=False (no PartiallyInvalid, the spec's "fully invalid"); both with
+  reason UnsupportedValue and a message naming each rule and whether it answers 500 or
+  was dropped. A route attached to a listener counts in ``attachedRoutes`` whatever its
+  Accepted condition (spec ListenerStatus.AttachedRoutes).
+- Regular expressions are checked with RE2 (``routing.regex_error``), the engine the
+  router matches with, so a pattern is valid here exactly when it can be matched there.
 - Unresolvable backendRefs stay in the config as ``invalid`` backends that answer 500 for
   their weight's share; ResolvedRefs=False names the first problem.
 """
@@ -51,6 +63,7 @@ from rauta.model.resources import (
     HTTPRouteMatch,
     HTTPRouteRule,
 )
+from rauta.model.routing import regex_error
 from rauta.model.snapshot import Snapshot
 from rauta.model.status import (
     Applied,
@@ -86,10 +99,10 @@ def parse_duration_ms(text: str) -> int:
 
 
 def _check_regex(pattern: str, what: str) -> None:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise RuleError(f"invalid regular expression in {what} {pattern!r}: {exc}") from None
+    why = regex_error(pattern)
+    if why is not None:
+        raise RuleError(f"invalid regular expression in {what} {pattern!r} "
+                        f"(RE2 syntax): {why}")
 
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -188,24 +201,23 @@ class _RouteCompiler:
         self.ref_problems: list[tuple[Reason, str]] = []
         self.rule_errors: list[str] = []
         self.rules: list[tuple[int, HTTPRouteRule, tuple[cfg.Match, ...], cfg.Filters,
-                               tuple[cfg.Backend, ...], cfg.Timeouts]] = []
+                               tuple[cfg.Backend, ...], cfg.Timeouts, str | None]] = []
         self.valid_rules = 0
         for idx, rule in enumerate(route.spec.rules):
             try:
                 matches = tuple(_match(m) for m in rule.matches) or (_match(HTTPRouteMatch()),)
             except RuleError as exc:  # no usable match: the rule cannot catch anything
-                self.rule_errors.append(f"rule {rule.name or idx}: {exc}")
+                self.rule_errors.append(f"rule {rule.name or idx}: {exc} (dropped)")
                 continue
             try:
-                self.rules.append((idx, rule, matches, *self._rule(rule)))
+                self.rules.append((idx, rule, matches, *self._rule(rule), None))
                 self.valid_rules += 1
             except RuleError as exc:
                 # The spec forbids skipping a filter: requests this rule would have taken
                 # get an error (500) instead of falling through to another rule.
                 why = f"rule {rule.name or idx}: {exc}"
-                self.rule_errors.append(why)
-                error = cfg.Backend(name="(invalid rule)", weight=1, invalid=why)
-                self.rules.append((idx, rule, matches, cfg.Filters(), (error,), cfg.Timeouts()))
+                self.rule_errors.append(f"{why} (answers 500)")
+                self.rules.append((idx, rule, matches, cfg.Filters(), (), cfg.Timeouts(), why))
 
     def _backend(self, rb: ResolvedBackend, req: cfg.HeaderModifier | None = None,
                  resp: cfg.HeaderModifier | None = None) -> cfg.Backend:
@@ -290,8 +302,8 @@ class _RouteCompiler:
         return [
             cfg.Rule(route=name, rule_index=idx, rule_name=rule.name, match_index=mi,
                      hostname=hostname, match=match, filters=filters, backends=backends,
-                     timeouts=timeouts)
-            for idx, rule, matches, filters, backends, timeouts in self.rules
+                     timeouts=timeouts, invalid=invalid)
+            for idx, rule, matches, filters, backends, timeouts, invalid in self.rules
             for mi, match in enumerate(matches)
         ]
 
@@ -350,9 +362,8 @@ def _listener_status(lis: ListenerState, applied: Applied | None) -> ListenerSta
 def _gateway_status(gw: GatewayState, applied: Applied | None) -> GatewayStatus:
     listeners = tuple(_listener_status(lis, applied) for lis in gw.listeners)
     valid = [lis.valid for lis in gw.listeners]
-    if gw.unsupported_address:
-        accepted = cond(CondType.ACCEPTED, False, Reason.UNSUPPORTED_ADDRESS,
-                        gw.unsupported_address)
+    if gw.rejected:
+        accepted = cond(CondType.ACCEPTED, False, *gw.rejected)
     elif not any(valid):
         accepted = cond(CondType.ACCEPTED, False, Reason.LISTENERS_NOT_VALID,
                         "no listener is valid")
@@ -380,7 +391,7 @@ def _route_conditions(att: Attachment, rc: _RouteCompiler) -> tuple[Condition, .
     ok, reason, msg = att.accepted
     if ok and not rc.valid_rules:
         ok, reason, msg = (False, Reason.UNSUPPORTED_VALUE,
-                           "Dropped Rule(s): " + "; ".join(rc.rule_errors))
+                           "All rules are invalid: " + "; ".join(rc.rule_errors))
     conds = [cond(CondType.ACCEPTED, ok, reason, msg)]
     if rc.ref_problems:
         first = rc.ref_problems[0][0]
@@ -412,7 +423,9 @@ def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
         route_key = nsname(route.metadata.namespace, route.metadata.name)
         parents: list[RouteParentStatus] = []
         for att in atts:
-            if att.accepted[0] and rc.valid_rules:
+            if att.accepted[0]:
+                # Rules with invalid filters are programmed too (they answer 500), also
+                # when no rule of the route is valid: never a fall-through (module doc).
                 for lis, names in att.listeners:
                     bucket = per_listener.setdefault(id(lis), {})
                     for host in names:

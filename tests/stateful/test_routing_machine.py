@@ -1,14 +1,20 @@
 """Stateful test: rauta's translator + router agree with a naive reference interpreter.
 
-The state is a set of HTTPRoutes (all attached to one HTTP listener on port 80 with no
-hostname, routes from any namespace allowed), each with its own Service and one ready
-endpoint, so every routed request is a ``forward``. Rules add, replace, modify, clone (the
-same spec under another namespace/name, so every precedence criterion up to the age and
-name tie-breaks is tied) and remove routes. ``send_requests`` (also run after every
-mutation) draws requests from pools that overlap the route pools and checks that
-``route(translate(snapshot).config, req)`` picks the same (route, rule, match) as
-``tests.stateful.reference`` (or that both answer 404). Every mutation also checks that
-translating a shuffled copy of the input gives an identical RouterConfig, byte for byte.
+The state is a set of Gateways (one or two, drawn at the start and redrawn by
+``replace_gateways``: HTTP listeners on ports 80 and 8080 with exact, wildcard or no
+hostnames, routes from any namespace allowed, no two listeners with the same port and
+hostname) and a set of HTTPRoutes (parentRefs to those Gateways, with or without a
+sectionName; exact and wildcard hostnames; rules that may carry valid filters, an
+unsupported ExtensionRef or unknown filter, or a ReplacePrefixMatch rewrite that is only
+valid over PathPrefix matches), each route with its own Service and one ready endpoint.
+Rules add, replace, modify, clone (the same spec under another namespace/name, so every
+precedence criterion up to the age and name tie-breaks is tied) and remove routes.
+``send_requests`` (also run after every mutation) draws requests (port, Host, path, method,
+query, headers) from pools that overlap the resource pools and checks that
+``route(translate(snapshot).config, req)`` gives the answer of
+``tests.stateful.reference`` (400, 404, 500 from the same rule, or a forward by the same
+(route, rule, match) to its Service). Every mutation also checks that translating a
+shuffled copy of the input gives an identical RouterConfig, byte for byte.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from rauta.model.routing import RequestView, route
 from rauta.model.snapshot import Snapshot
 from rauta.model.translate import translate
-from tests.stateful.reference import reference_route
+from tests.stateful.reference import reference_outcome
 
 # ------------------------------------------------------------------------------ pools
 
@@ -45,7 +51,8 @@ ROUTE_HOSTS = (
 )
 EXACT_PATHS = ("/", "/a", "/a/", "/a/b", "/ab")
 PREFIX_PATHS = ("/", "/a", "/a/", "/a/b", "/ab")
-REGEX_PATHS = ("/a/[0-9]+", "/a.*", "/a/b/?", "/[ab]+", "/a/(")  # the last one is invalid
+# "/a/(" does not compile; "(a)\\1" and "(?!b)" compile in Python's re but not in RE2.
+REGEX_PATHS = ("/a/[0-9]+", "/a.*", "/a/b/?", "/[ab]+", "/a/(", "/(a)\\1", "/a/(?!b).*")
 METHODS = ("GET", "POST")
 HEADER_NAMES = ("x-a", "X-A", "X-B")  # "x-a"/"X-A": first entry per name counts
 QUERY_NAMES = ("q", "Q")
@@ -61,38 +68,71 @@ REQ_HOSTS = (
     "FOO.Example.com:8080",
     "x.a.foo.example.com",
 )
-REQ_PATHS = ("/", "/a", "/a/", "/a/b", "/a/b/", "/ab", "/a/1", "/a/12", "/a/b/c", "/b", "/ba")
+REQ_PATHS = ("/", "/a", "/a/", "/a/b", "/a/b/", "/ab", "/a/1", "/a/12", "/a/b/c", "/b", "/ba",
+             "/aa", "/a;x", "/a#b")
+REQ_PORTS = (80, 8080, 9090)
 REQ_METHODS = ("GET", "POST", "PUT")
 REQ_VALUES = VALUES + ("22",)
 
-GATEWAY_OBJECTS: tuple[dict[str, Any], ...] = (
-    {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "GatewayClass",
-        "metadata": {"name": "rauta"},
-        "spec": {"controllerName": "rauta.io/gateway-controller"},
-    },
-    {
+GATEWAY_CLASS: dict[str, Any] = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "GatewayClass",
+    "metadata": {"name": "rauta"},
+    "spec": {"controllerName": "rauta.io/gateway-controller"},
+}
+GATEWAY_NAMES = ("gw-a", "gw-b")  # gw-a is the older one
+LISTENER_NAMES = ("l1", "l2", "l3")
+LISTENER_PORTS = (80, 8080)
+LISTENER_HOSTS = (
+    None,
+    "*.example.com",
+    "*.foo.example.com",
+    "foo.example.com",
+    "b.example.com",
+    "example.com",
+)
+
+
+def _gateway(name: str, listeners: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
         "metadata": {
-            "name": "gw",
+            "name": name,
             "namespace": "infra",
-            "creationTimestamp": "2020-01-01T00:00:00Z",
+            "creationTimestamp": f"2020-01-0{GATEWAY_NAMES.index(name) + 1}T00:00:00Z",
         },
-        "spec": {
-            "gatewayClassName": "rauta",
-            "listeners": [
-                {
-                    "name": "http",
-                    "port": 80,
-                    "protocol": "HTTP",
-                    "allowedRoutes": {"namespaces": {"from": "All"}},
-                }
-            ],
-        },
-    },
+        "spec": {"gatewayClassName": "rauta", "listeners": listeners},
+    }
+
+
+def _topology(drawn: list[list[tuple[int, str | None]]]) -> list[dict[str, Any]]:
+    """Gateways from drawn (port, hostname) lists, dropping any listener whose port and
+    hostname another listener already has (so that no listener is conflicted)."""
+    seen: set[tuple[int, str]] = set()
+    out = []
+    for name, wanted in zip(GATEWAY_NAMES, drawn, strict=False):
+        listeners = []
+        for lname, (port, host) in zip(LISTENER_NAMES, wanted, strict=False):
+            if (port, host or "") in seen:
+                continue
+            seen.add((port, host or ""))
+            lis: dict[str, Any] = {"name": lname, "port": port, "protocol": "HTTP",
+                                   "allowedRoutes": {"namespaces": {"from": "All"}}}
+            if host is not None:
+                lis["hostname"] = host
+            listeners.append(lis)
+        if listeners:
+            out.append(_gateway(name, listeners))
+    return out
+
+
+LISTENER_DRAWS = st.lists(
+    st.tuples(st.sampled_from(LISTENER_PORTS), st.sampled_from(LISTENER_HOSTS)),
+    min_size=1,
+    max_size=3,
 )
+TOPOLOGIES = st.lists(LISTENER_DRAWS, min_size=1, max_size=2).map(_topology)
 
 # ------------------------------------------------------------------------------ strategies
 
@@ -142,19 +182,50 @@ MATCHES = st.builds(
 )
 
 
-def _rule_of(ms: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {} if ms is None else {"matches": ms}  # no matches: PathPrefix "/"
+FILTERS = (
+    {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-r",
+                                                                        "value": "1"}]}},
+    {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch",
+                                                   "replacePrefixMatch": "/new"}}},
+    {"type": "ExtensionRef",
+     "extensionRef": {"group": "auth.example.com", "kind": "AuthFilter", "name": "staff"}},
+    {"type": "Bogus"},
+)
 
+
+def _rule_of(ms: list[dict[str, Any]] | None, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    rule: dict[str, Any] = {} if ms is None else {"matches": ms}  # none: PathPrefix "/"
+    if filters:
+        rule["filters"] = filters
+    return rule
+
+
+PARENT_REFS = st.lists(
+    st.builds(
+        lambda gw, section: {"name": gw, "namespace": "infra",
+                             **({"sectionName": section} if section else {})},
+        st.sampled_from(GATEWAY_NAMES),
+        st.none() | st.sampled_from(LISTENER_NAMES),
+    ),
+    min_size=1,
+    max_size=2,
+    unique_by=lambda r: (r["name"], r.get("sectionName")),
+)
 
 SPECS = st.builds(
-    lambda hosts, rules: {
-        "parentRefs": [{"name": "gw", "namespace": "infra"}],
+    lambda parents, hosts, rules: {
+        "parentRefs": parents,
         **({"hostnames": hosts} if hosts else {}),
         "rules": rules,
     },
+    PARENT_REFS,
     st.lists(st.sampled_from(ROUTE_HOSTS), max_size=2),
     st.lists(
-        st.builds(_rule_of, st.none() | st.lists(MATCHES, min_size=1, max_size=2)),
+        st.builds(
+            _rule_of,
+            st.none() | st.lists(MATCHES, min_size=1, max_size=2),
+            st.lists(st.sampled_from(FILTERS), max_size=1),
+        ),
         min_size=1,
         max_size=3,
     ),
@@ -182,7 +253,9 @@ def _combos(names: tuple[str, ...], spellings: int) -> list[dict[str, str]]:
 
 
 # One draw each (drawing request fields one by one costs more than routing them).
-REQ_LINES = st.sampled_from(list(itertools.product(REQ_PATHS, REQ_HOSTS, REQ_METHODS)))
+REQ_LINES = st.sampled_from(
+    list(itertools.product(REQ_PATHS, REQ_HOSTS, REQ_METHODS, REQ_PORTS))
+)
 REQ_HEADERS = st.sampled_from(_combos(("x-a", "x-b"), 3))  # any name case
 REQ_QUERIES = st.sampled_from(_combos(QUERY_NAMES, 1))  # names are case-sensitive
 REQUESTS = st.tuples(REQ_LINES, REQ_QUERIES, REQ_HEADERS)
@@ -221,12 +294,13 @@ class RoutingMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.routes: dict[tuple[str, str], dict[str, Any]] = {}
-        self.config = translate(Snapshot.from_dicts(GATEWAY_OBJECTS)).config
+        self.gateways: list[dict[str, Any]] = []
+        self.config = translate(Snapshot.from_dicts([GATEWAY_CLASS])).config
 
     # ---------------------------------------------------------------- helpers
 
     def objects(self) -> list[dict[str, Any]]:
-        out = list(GATEWAY_OBJECTS)
+        out = [GATEWAY_CLASS, *self.gateways]
         for (ns, name), r in sorted(self.routes.items()):
             out.append(r)
             out.extend(backend_objects(ns, name))
@@ -247,7 +321,14 @@ class RoutingMachine(RuleBasedStateMachine):
 
     @initialize(data=st.data())
     def start(self, data: st.DataObject) -> None:
+        self.gateways = data.draw(TOPOLOGIES, label="gateways")
         self.add_route(data)
+
+    @rule(data=st.data())
+    def replace_gateways(self, data: st.DataObject) -> None:
+        """Another set of Gateways and listeners under the same routes."""
+        self.gateways = data.draw(TOPOLOGIES, label="gateways")
+        self.retranslate(data)
 
     @rule(data=st.data())
     def add_route(self, data: st.DataObject) -> None:
@@ -299,11 +380,19 @@ class RoutingMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def send_requests(self, data: st.DataObject) -> None:
-        for (path, host, method), query, headers in data.draw(REQUEST_BATCHES, label="requests"):
-            self.check_request(method, host, path, query, headers)
+        for (path, host, method, port), query, headers in data.draw(
+            REQUEST_BATCHES, label="requests"
+        ):
+            self.check_request(port, method, host, path, query, headers)
 
     def check_request(
-        self, method: str, host: str, path: str, query: dict[str, str], headers: dict[str, str]
+        self,
+        port: int,
+        method: str,
+        host: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
     ) -> None:
         req = RequestView(
             method=method,
@@ -311,21 +400,28 @@ class RoutingMachine(RuleBasedStateMachine):
             path=path,
             query=urlencode(query),
             headers=tuple(headers.items()),
-            port=80,
+            port=port,
         )
         got = route(self.config, req)
-        want = reference_route(list(self.routes.values()), method, host, path, query, headers)
-        if want is None:
-            assert got.kind == "error" and got.status == 404, (got.status, got.reason, got.rule)
+        want = reference_outcome(
+            self.gateways, list(self.routes.values()), port, method, host, path, query, headers
+        )
+        where = (got.kind, got.status, got.reason, got.rule, want)
+        if want.winner is None:
+            assert got.kind == "error" and got.status == want.status, where
             return
-        assert got.kind == "forward", (got.kind, got.status, got.reason, want)
-        assert got.rule is not None
+        assert got.rule is not None, where
         assert (got.rule.route, got.rule.rule_index, got.rule.match_index) == (
-            want.route,
-            want.rule_index,
-            want.match_index,
-        ), (got.rule, want)
-        ns, name = want.route.split("/")
+            want.winner.route,
+            want.winner.rule_index,
+            want.winner.match_index,
+        ), where
+        assert got.rule.hostname == want.winner.hostname, where
+        if want.status == 500:
+            assert (got.kind, got.status) == ("error", 500), where
+            return
+        assert got.kind == "forward", where
+        ns, name = want.winner.route.split("/")
         assert got.backend is not None and got.backend.name == f"{ns}/svc-{name}:80"
         assert got.endpoint is not None
 

@@ -41,7 +41,8 @@ from rauta.model.paths import normalize_path, prefix_matches, replace_prefix
         ("/%252e%252e/x", "/%252e%252e/x"),
         ("/caf%c3%a9", "/caf%C3%A9"),
         ("/a%20b", "/a%20b"),
-        ("/a;b=c/d", "/a;b=c/d"),
+        ("/a%3Bb=c/d", "/a%3Bb=c/d"),
+        ("/a%23b", "/a%23b"),
         ("/ABC", "/ABC"),
     ],
 )
@@ -101,6 +102,15 @@ def test_no_double_decoding_of_percent_25() -> None:
         "/a%5cb",
         "/a\\b",
         "/..\\admin",
+        "/admin#x",
+        "/#/../admin",
+        "/#",
+        "/a/b#",
+        "/admin;jsessionid=x",
+        "/a;b=c/d",
+        "/;",
+        "/public/..;/admin",
+        "/public/.;/admin",
     ],
 )
 def test_normalize_path_rejects(raw: str) -> None:
@@ -117,6 +127,28 @@ def test_percent_encoded_nul_is_rejected() -> None:
 
 def test_path_not_starting_with_slash_is_rejected() -> None:
     assert normalize_path("a/b") is None
+
+
+def test_fragment_is_rejected_not_routed_to_root_or_admin() -> None:
+    """Issue 13: ``/admin#x`` went to the ``/`` backend, ``/#/../admin`` became ``/admin``."""
+    assert normalize_path("/admin#x") is None
+    assert normalize_path("/#/../admin") is None
+
+
+def test_path_parameters_are_rejected() -> None:
+    """Issue 13: ``/admin;jsessionid=x`` would be ``/admin`` to Tomcat and Spring."""
+    assert normalize_path("/admin;jsessionid=x") is None
+    assert normalize_path("/admin/;x") is None
+
+
+def test_escaped_semicolon_and_hash_stay_escaped() -> None:
+    assert normalize_path("/admin%3bx") == "/admin%3Bx"
+    assert normalize_path("/admin%23x") == "/admin%23x"
+
+
+@given(st.text(max_size=20), st.sampled_from(["#", ";"]), st.text(max_size=20))
+def test_any_raw_hash_or_semicolon_is_rejected(before: str, char: str, after: str) -> None:
+    assert normalize_path("/" + before + char + after) is None
 
 
 # --- normalize_path: properties -----------------------------------------------------------
@@ -179,7 +211,7 @@ def test_normalize_path_arbitrary_text_never_crashes_and_is_idempotent(raw: str)
 @given(_paths)
 def test_normalized_path_has_no_dot_segments_and_keeps_unreserved_decoded(raw: str) -> None:
     out = normalize_path(raw)
-    if out is None:  # the alphabet has no forbidden escapes; only "..;"-style segments
+    if out is None:  # the alphabet has no forbidden escapes; only ";" (path parameters)
         assert ";" in raw, raw
         return
     assert all(seg not in (".", "..") for seg in out.split("/"))
@@ -293,4 +325,4 @@ def test_dot_segment_with_path_parameters_public_dotdot_semicolon_admin_is_rejec
     """Tomcat/Jetty/Spring read "/public/..;/admin" as "/admin": never let it match /public."""
     assert normalize_path("/public/..;/admin") is None
     assert normalize_path("/public/.;jsessionid=1/x") is None
-    assert normalize_path("/a/b..;c") == "/a/b..;c"  # not a dot segment
+    assert normalize_path("/a/b..;c") is None  # any ";" (path parameters) is rejected

@@ -318,22 +318,30 @@ def test_rule_with_invalid_matches_is_dropped_with_partially_invalid(bad_rule: d
 def test_rule_with_unsupported_filter_or_timeout_answers_500_not_fall_through(
         bad_rule: dict) -> None:
     """httproute_types.go HTTPRouteFilter: a filter MUST NOT be skipped; its requests get an
-    error. So the rule keeps its matches with a single invalid (500) backend."""
+    error. So the rule keeps its matches, marked invalid, without filters or backends."""
     t = translate(snap(route(rules=[bad_rule, GOOD_RULE])))
     compiled = {r.rule_index: r for r in rules(t)}
     assert set(compiled) == {0, 1}
-    assert [b.invalid is not None for b in compiled[0].backends] == [True]
-    assert compiled[0].filters.redirect is None
+    assert compiled[0].invalid is not None and compiled[0].invalid.startswith("rule 0: ")
+    assert compiled[0].backends == () and compiled[0].filters == cfg.Filters()
+    assert compiled[1].invalid is None
     _partially_invalid(t)
+    assert "(answers 500)" in conds(parent(t).conditions)["PartiallyInvalid"].message
 
 
 def test_route_with_every_rule_invalid_is_not_accepted_unsupported_value() -> None:
+    """Issue 20: the only rule of the route has an unsupported filter. The route is fully
+    invalid (Accepted=False, no PartiallyInvalid) but its rule is still programmed, as a
+    500, and the route still counts as attached (ListenerStatus.AttachedRoutes counts
+    routes "that may themselves have Accepted: false conditions")."""
     t = translate(snap(route(rules=[{"filters": [{"type": "Bogus"}]}])))
     c = conds(parent(t).conditions)
     assert (c["Accepted"].status, c["Accepted"].reason) == ("False", Reason.UNSUPPORTED_VALUE)
+    assert c["Accepted"].message.startswith("All rules are invalid: rule 0: ")
     assert "PartiallyInvalid" not in c
-    assert rules(t) == ()
-    assert gw_status(t).listeners[0].attached_routes == 0
+    (only,) = rules(t)
+    assert only.invalid is not None and only.backends == ()
+    assert gw_status(t).listeners[0].attached_routes == 1
 
 
 def test_named_rule_is_named_in_the_partially_invalid_message() -> None:
@@ -366,7 +374,7 @@ def test_unresolvable_extension_ref_rule_answers_an_error_instead_of_falling_thr
     admin = [r for r in rules(t) if r.match.path.value == "/admin"]
     assert admin, "the /admin rule must stay so that /admin requests do not reach rule 1"
     assert admin[0].filters.redirect is None
-    assert all(b.invalid is not None for b in admin[0].backends)
+    assert admin[0].invalid is not None and "ExtensionRef" in admin[0].invalid
 
 
 # --------------------------------------------------------------------------- backends
@@ -668,7 +676,7 @@ def test_filters_that_could_split_messages_are_refused(bad_filter: dict) -> None
                                     {"matches": [{"path": {"value": "/ok"}}],
                                      "backendRefs": [{"name": "web", "port": 80}]}])))
     compiled = {r.rule_index: r for r in rules(t)}
-    assert [b.invalid is not None for b in compiled[0].backends] == [True]
+    assert compiled[0].invalid is not None and compiled[0].backends == ()
     pi = conds(parent(t).conditions)["PartiallyInvalid"]
     assert pi.reason == Reason.UNSUPPORTED_VALUE
 
