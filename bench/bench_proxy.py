@@ -403,6 +403,10 @@ def main() -> None:
                 runs[name].append((*run_load(port, args), 0.0) if proc is None
                                   else measured(proc, port, args))
         results = {name: median_run(r) for name, r in runs.items()}
+        if args.rounds > 1:
+            for name, r in runs.items():
+                print(f"  rounds of {name}: req/s {[round(x[0]) for x in r]}, CPU us/req "
+                      f"{[round(x[2]) for x in r]}")
         base = results["direct (baseline)"][0] or 1.0
         ref = results.get("nginx proxy (1 worker)", (0.0, "", 0.0))[0]
         print(f"{'target':<24}{'req/s':>10}{'p99':>10}{'/direct':>9}{'/nginx':>8}"

@@ -97,13 +97,15 @@ class Exchange:
 
     __slots__ = ("down", "rt", "loop", "req", "decision", "view", "client_ip", "scheme", "key",
                  "up", "head", "pending", "ended", "sent_end", "tee", "timer", "head_timer",
-                 "connect_task", "reused", "retried", "done", "started", "download_paused")
+                 "connect_task", "reused", "retried", "done", "started", "download_paused",
+                 "head_deadline")
 
     def __init__(self, down: Downstream, rt: Runtime, req: RequestHead, decision: Decision,
-                 view: RequestView, *, client_ip: str, scheme: str) -> None:
+                 view: RequestView, *, client_ip: str, scheme: str,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.down = down
         self.rt = rt
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop or asyncio.get_running_loop()
         self.req = req
         self.decision = decision
         self.view = view
@@ -126,6 +128,7 @@ class Exchange:
         self.done = False
         self.started = False  # a response head was handed to the Downstream
         self.download_paused = False
+        self.head_deadline = 0.0  # loop time by which a response head must come (0: none)
 
     # ------------------------------------------------------------------ request side
 
@@ -208,11 +211,11 @@ class Exchange:
             tee.finish()
         if self.up is not None:
             self._send_end()
-        if self.head_timer and self.timer is None and not self.started and not self.done:
-            # No route timeout: the wait for the response head starts now.
+        if self.head_timer and not self.started and not self.done:
+            # No route timeout: the wait for the response head starts now. The client
+            # connection's sweep enforces it (no timer handle per request).
             if self.rt.response_head_timeout:
-                self.timer = self.loop.call_later(self.rt.response_head_timeout,
-                                                  self._timeout)
+                self.head_deadline = self.loop.time() + self.rt.response_head_timeout
 
     def _send(self, data: bytes) -> None:
         assert self.up is not None
@@ -252,9 +255,7 @@ class Exchange:
         elif length is None and (framing == "length" or self.req.method == "HEAD"):
             length = hdr.content_length(headers)
         self.started = True
-        if self.head_timer and self.timer is not None:
-            self.timer.cancel()  # only the wait for the head was bounded
-            self.timer = None
+        self.head_deadline = 0.0  # only the wait for the head was bounded
         self.down.start_response(status, reason, out, framing, length)
 
     def upstream_body(self, data: bytes) -> None:
@@ -292,6 +293,12 @@ class Exchange:
         self.down.resume_upload()
 
     # ------------------------------------------------------------------ endings
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the client connection's sweep: enforce the response-head deadline."""
+        if self.head_deadline and now >= self.head_deadline and not self.done:
+            self.head_deadline = 0.0
+            self._error(504, "upstream request timeout")
 
     def _timeout(self) -> None:
         self.timer = None

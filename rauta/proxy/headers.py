@@ -340,6 +340,10 @@ def parse_target(target: str) -> tuple[str | None, str, str] | None:
     (the caller allows it for OPTIONS only). The query is returned untouched, without
     the ``?``. Rules: module doc.
     """
+    if (target[:1] == "/" and "#" not in target and " " not in target and target.isascii()
+            and target.isprintable()):
+        path, _, query = target.partition("?")  # the common case, in C calls only
+        return None, path, query
     if not target or _bad_target_chars(target):
         return None
     if target[0] == "/":

@@ -23,7 +23,8 @@ Rules (the defaults follow nginx where nginx has the same knob):
   body was not read, the rest is read and discarded until the client is quiet for
   ``lingering_timeout`` or ``lingering_time`` has passed, then the connection closes).
 - ``response_head_timeout``: a route without timeouts still answers 504 when no response
-  head arrives this long after the request body ended.
+  head arrives this long after the request body ended (checked by the same sweep, so it
+  fires up to a third of the shortest timer late).
 - ``max_connections``: client connections above this many (all listeners together) are
   closed as soon as they are accepted.
 """
@@ -77,5 +78,6 @@ class Runtime:
     def sweep_every(self) -> float:
         """How often a listener checks its connections' timers (a third of the shortest)."""
         shortest = min(self.idle_timeout, self.head_timeout, self.body_timeout,
-                       self.send_timeout, self.lingering_timeout)
+                       self.send_timeout, self.lingering_timeout,
+                       self.response_head_timeout or self.idle_timeout)
         return max(0.01, shortest / 3)

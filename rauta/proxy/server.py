@@ -395,7 +395,9 @@ class ClientConnection(asyncio.Protocol):
         if req.te is not None and req.version == "1.1":
             req.chunked = req.has_body = True
             req.length = None
-        problem = _framing_problem(req, parser.should_upgrade())
+        plain = (req.te is None and req.version == "1.1" and req.method != "CONNECT"
+                 and not parser.should_upgrade())
+        problem = None if plain else _framing_problem(req, parser.should_upgrade())
         if problem is not None:
             req.bad = problem
             req.complete = True  # nothing more of it is read
@@ -511,7 +513,7 @@ class ClientConnection(asyncio.Protocol):
         self.decision = decision
         if decision.kind == "forward":
             exch = Exchange(self, self.rt, req, decision, view, client_ip=self.client_ip,
-                            scheme=listener.scheme)
+                            scheme=listener.scheme, loop=self.loop)
             self.exchange = exch
             exch.start()
             if (req.expect and req.version == "1.1" and not req.complete
@@ -750,7 +752,7 @@ class ClientConnection(asyncio.Protocol):
         # epoll_ctl calls); it stops as soon as a pipelined request is queued behind it.
         if self.active is not None and len(self.queue) > 1:
             self._pause(PAUSE_PIPELINE)
-        elif self._pending_error is None:
+        elif self.paused & PAUSE_PIPELINE and self._pending_error is None:
             self._resume(PAUSE_PIPELINE)
 
     def _pause(self, bit: int) -> None:
@@ -768,6 +770,8 @@ class ClientConnection(asyncio.Protocol):
     def check_timers(self, now: float) -> None:
         """Called by the listener's sweep: enforce every timer of this connection."""
         rt = self.rt
+        if self.exchange is not None:
+            self.exchange.check_deadline(now)
         if self.state == LINGER:
             if (now - self.last_seen > rt.lingering_timeout
                     or now - self.linger_since > rt.lingering_time):

@@ -288,18 +288,25 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason = reason.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.max_headers:
-            raise UpstreamHeadTooLarge(f"upstream response over {self.max_headers} headers")
-        if len(name) == 17 and name.lower() == b"transfer-encoding":
+        # (The header count is checked once the head is complete: the raw byte limit
+        # already bounds what a head can hold meanwhile.)
+        size = len(name)
+        if size == 17 or size == 14:
+            self._framing_header(name.lower(), value)
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def _framing_header(self, name: bytes, value: bytes) -> None:
+        if name == b"transfer-encoding":
             self._chunked = b"chunked" in value.lower()
-        elif len(name) == 14 and name.lower() == b"content-length":
+        elif name == b"content-length":
             digits = value.strip()  # llhttp accepted it: digits only, one value
             self._length = int(digits) if digits.isdigit() else None
-        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         assert self._parser is not None
+        self._header_count += len(self._headers)
+        if self._header_count > self.max_headers:
+            raise UpstreamHeadTooLarge(f"upstream response over {self.max_headers} headers")
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self._interim = True

@@ -241,15 +241,29 @@ async def test_connect_errors_map_to_502_and_504() -> None:
 async def test_default_head_timer_starts_when_the_body_ends() -> None:
     """Point 17: without route timeouts, no timer runs while the body is still uploading."""
     up = ScriptedUpstream()
-    ex, _ = make(Req(method="PUT", length=100, has_body=True), FakePool(up))
+    ex, down = make(Req(method="PUT", length=100, has_body=True), FakePool(up))
     ex.start()
     ex.request_body(b"x" * 50)
-    assert ex.timer is None  # a long upload is not cut off by the response-head timer
+    assert ex.head_deadline == 0.0  # a long upload is not cut off by the head timer
+    ex.check_deadline(ex.loop.time() + 3600)
     ex.request_body(b"x" * 50)
     ex.request_end()
-    assert ex.timer is not None
+    assert ex.head_deadline > 0.0 and ex.timer is None  # the sweep enforces it
     ex.upstream_head(200, "OK", [], "none", None)
-    assert ex.timer is None  # only the wait for the head is bounded
+    assert ex.head_deadline == 0.0  # only the wait for the head is bounded
+    ex.check_deadline(ex.loop.time() + 3600)
+    assert down.kinds() == ["start"]
+
+
+async def test_the_sweep_answers_504_when_the_head_deadline_passed() -> None:
+    up = ScriptedUpstream()
+    ex, down = make(Req(), FakePool(up))
+    ex.start()
+    ex.request_end()
+    ex.check_deadline(ex.head_deadline - 1)
+    assert down.calls == []
+    ex.check_deadline(ex.head_deadline)
+    assert down.calls[-1] == ("fail", 504) and up.ended == "abort"
 
 
 async def test_route_timeout_counts_from_the_headers_and_fails_with_504() -> None:
