@@ -481,7 +481,9 @@ def test_statuses_for_every_reason(env: Env) -> None:
             assert got_r == reasons, (name, lc)
             conflicted = reasons[3] != "NoConflicts"
             assert lc["Conflicted"]["status"] == ("True" if conflicted else "False"), name
-        assert lis["http"]["attachedRoutes"] == 6  # ok, partial, refnp, kind, notfound, proto
+        # ok, partial, refnp, kind, notfound, proto, and unsupported: attachment depends only
+        # on parentRefs and allowedRoutes, so a route whose rules are all invalid counts too.
+        assert lis["http"]["attachedRoutes"] == 7
         assert lis["host"]["attachedRoutes"] == 0
         assert lis["http"]["supportedKinds"] == HTTPROUTE_KIND
         assert lis["tcp"]["supportedKinds"] == []
@@ -793,7 +795,8 @@ def test_crd_invalid_objects_never_reach_the_controller(env: Env) -> None:
         api.create(gateway(ns, "https-no-tls", env.gc, [listener("https", port2, "HTTPS")]))
         c = wait_until(lambda: env.route_conds("bad-regex"), 20, "bad-regex status", (ctl,))
         assert brief(c["Accepted"]) == ("False", "UnsupportedValue")
-        assert "Dropped Rule" in c["Accepted"]["message"]
+        assert c["Accepted"]["message"].startswith("All rules are invalid")
+        assert "(dropped)" in c["Accepted"]["message"]
         g = wait_until(lambda: env.listeners(env.gw("https-no-tls")).get("https"), 20,
                        "https-no-tls status", (ctl,))
         assert brief(conds(g["conditions"])["Accepted"]) == ("False", "UnsupportedValue")
