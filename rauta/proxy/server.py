@@ -574,7 +574,8 @@ class ClientConnection(asyncio.Protocol):
         self.active = None
         self.exchange = None
         self.decision = None
-        self._resume(PAUSE_UPLOAD)
+        if self.paused & PAUSE_UPLOAD:
+            self._resume(PAUSE_UPLOAD)
 
     def _finish(self, req: Request) -> None:
         self._retire(req)
@@ -615,9 +616,11 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.mode = "chunked"
             headers.append(("Transfer-Encoding", "chunked"))
-        headers.extend(hdr.connection_header(keep, req.version))
         if not keep:
+            headers.append(("Connection", "close"))
             self.close_after = True
+        elif req.version == "1.0":
+            headers.append(("Connection", "keep-alive"))
         self.status = status
         self.resp = RESP_HELD
         self.held = hdr.response_head(status, reason, headers)
@@ -656,7 +659,8 @@ class ClientConnection(asyncio.Protocol):
                 self.close_after = True
         self.resp = RESP_DONE
         self.exchange = None
-        self._resume(PAUSE_UPLOAD)
+        if self.paused & PAUSE_UPLOAD:
+            self._resume(PAUSE_UPLOAD)
         req = self.active
         if req is not None and req.has_body and not req.complete:
             if self.close_after:
