@@ -126,6 +126,14 @@ def has_token(headers: Iterable[tuple[str, str]], name: str, token: str) -> bool
     return any(t.strip().lower() == token for v in get_all(headers, name) for t in v.split(","))
 
 
+def _drop_listed(headers: Headers, listed: str, never: frozenset[str]) -> Headers:
+    """``headers`` without the names a ``Connection`` value lists (except ``never``)."""
+    tokens = {t.strip().lower() for t in listed.split(",")} - never
+    if not tokens:
+        return headers
+    return [h for h in headers if h[0].lower() not in tokens]
+
+
 def strip_hop_by_hop(headers: Iterable[tuple[str, str]], *, also: Iterable[str] = ()) -> Headers:
     """``headers`` without hop-by-hop headers, names listed in Connection, and ``also``."""
     drop = HOP_BY_HOP.union(a.lower() for a in also) if also else HOP_BY_HOP
@@ -139,9 +147,7 @@ def strip_hop_by_hop(headers: Iterable[tuple[str, str]], *, also: Iterable[str] 
             continue
         out.append(h)
     if listed:
-        tokens = {t.strip().lower() for t in listed.split(",")} - _PLAIN_OPTIONS
-        if tokens:
-            out = [h for h in out if h[0].lower() not in tokens]
+        out = _drop_listed(out, listed, _PLAIN_OPTIONS)
     return out
 
 
@@ -218,9 +224,7 @@ def upstream_headers(headers: Iterable[tuple[str, str]], *, host: str, client_ip
                         fwd = []
                     fwd.append(value)
     if listed:
-        tokens = {t.strip().lower() for t in listed.split(",")} - _UNLISTABLE
-        if tokens:
-            out = [out[0], *(h for h in out[1:] if h[0].lower() not in tokens)]
+        out = _drop_listed(out, listed, _UNLISTABLE)  # never Host: it is unlistable
     if trusted_hops > 0:
         entries = chain if chain is not None else []
         if client_ip:
@@ -257,9 +261,7 @@ def response_headers(headers: Iterable[tuple[str, str]]) -> Headers:
         elif low == "connection":
             listed = h[1] if listed is None else f"{listed},{h[1]}"
     if listed:
-        tokens = {t.strip().lower() for t in listed.split(",")} - _PLAIN_OPTIONS
-        if tokens:
-            out = [h for h in out if h[0].lower() not in tokens]
+        out = _drop_listed(out, listed, _PLAIN_OPTIONS)
     return out
 
 

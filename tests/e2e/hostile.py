@@ -433,6 +433,13 @@ class Parsed:
         return [v for n, v in self.headers if n.lower() == name.lower()]
 
 
+def parsed(ev: h11.Request) -> Parsed:
+    """A request head as h11 read it (its body is added as Data events arrive)."""
+    return Parsed(ev.method.decode("latin-1"), ev.target.decode("latin-1"),
+                  [(n.decode("latin-1"), v.decode("latin-1")) for n, v in ev.headers.raw_items()],
+                  version=ev.http_version.decode())
+
+
 def parse_requests(data: bytes, *, eof: bool = False) -> tuple[list[Parsed], str | None]:
     """The requests in ``data`` (one backend connection's bytes) as h11 reads them, and the
     protocol error (or ``"incomplete"`` when bytes are left over), or None."""
@@ -448,10 +455,7 @@ def parse_requests(data: bytes, *, eof: bool = False) -> tuple[list[Parsed], str
         except h11.RemoteProtocolError as e:
             return out, f"protocol error: {e}"
         if isinstance(ev, h11.Request):
-            cur = Parsed(ev.method.decode("latin-1"), ev.target.decode("latin-1"),
-                         [(n.decode("latin-1"), v.decode("latin-1"))
-                          for n, v in ev.headers.raw_items()],
-                         version=ev.http_version.decode())
+            cur = parsed(ev)
         elif isinstance(ev, h11.Data) and cur is not None:
             cur.body += bytes(ev.data)
         elif isinstance(ev, h11.EndOfMessage) and cur is not None:
@@ -666,10 +670,7 @@ class RecordingBackend:
                         return
                     continue
                 if isinstance(ev, h11.Request):
-                    cur = Parsed(ev.method.decode("latin-1"), ev.target.decode("latin-1"),
-                                 [(n.decode("latin-1"), v.decode("latin-1"))
-                                  for n, v in ev.headers.raw_items()],
-                                 version=ev.http_version.decode())
+                    cur = parsed(ev)
                 elif isinstance(ev, h11.Data) and cur is not None:
                     cur.body += bytes(ev.data)
                 elif isinstance(ev, h11.EndOfMessage) and cur is not None:
