@@ -7,6 +7,8 @@ Rules:
 - Frozen pydantic models made only of tuples, strings, ints and nested frozen models, so a
   config is hashable, comparable with ``==`` and serialises to the same bytes every time.
 - Every tuple is already in its final order; the translator sorts, consumers never re-sort.
+- ``RouterConfig.ports`` is keyed and sorted by ``(address, port)``; ``address`` "" is the
+  proxy's own listen host.
 - ``PortConfig.listeners`` is ordered most specific hostname first (exact, then longer
   wildcard, then catch-all); a request is handled by the first listener whose hostname
   fits its Host (listener isolation), then by the first rule of that listener that matches.
@@ -158,6 +160,11 @@ class TLSCertificate(Frozen):
 
 
 class PortConfig(Frozen):
+    # The local address this port is bound on: "" for the proxy's own listen host (every
+    # Gateway without an address of its own), else the Gateway's address (one per Gateway
+    # when an address pool is configured). A connection accepted on (address, port) is
+    # routed only among that PortConfig's listeners.
+    address: str = ""
     port: int
     protocol: Literal["HTTP", "HTTPS"]
     listeners: tuple[ListenerRoutes, ...] = ()
@@ -165,11 +172,12 @@ class PortConfig(Frozen):
 
 
 class RouterConfig(Frozen):
-    ports: tuple[PortConfig, ...] = ()  # sorted by port
+    ports: tuple[PortConfig, ...] = ()  # sorted by (address, port)
 
-    def port(self, port: int) -> PortConfig | None:
+    def port(self, port: int, address: str = "") -> PortConfig | None:
+        """The PortConfig bound on ``(address, port)`` ("" is the proxy's listen host)."""
         for p in self.ports:
-            if p.port == port:
+            if p.port == port and p.address == address:
                 return p
         return None
 

@@ -9,7 +9,7 @@ Rules:
   argument; without it the choice comes from an xxhash of the flow key, so the same
   request from the same client connection always gets the same answer, in every process.
 - Order of evaluation, each step answering at most once:
-  1. no PortConfig for the request's port -> 404;
+  1. no PortConfig for the request's (address, port) -> 404;
   2. ``normalize_path`` rejects the path -> 400 "bad request path" (see ``paths``): among
      others any ``#`` (a fragment never belongs in a request-target) and any ``;`` (path
      parameters are not supported: servlet containers would read ``/admin;x`` as
@@ -109,6 +109,7 @@ class RequestView:
     headers: tuple[tuple[str, str], ...]  # as received, any name case
     port: int  # listener port the request arrived on
     scheme: str = "http"
+    address: str = ""  # the PortConfig address whose socket accepted it ("": listen host)
     client_ip: str = ""
     client_port: int = 0
 
@@ -374,7 +375,7 @@ def route(
     hash_on: str = "flow",
 ) -> Decision:
     """Decide what to do with ``req`` under ``config`` (see the module doc for the rules)."""
-    port = config.port(req.port)
+    port = config.port(req.port, req.address)
     if port is None:
         return Decision(kind="error", status=404, reason="no listener on this port")
     path = normalize_path(req.path)

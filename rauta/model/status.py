@@ -31,12 +31,22 @@ class Frozen(BaseModel):
 class Applied(Frozen):
     """What the proxy actually programmed: listening ports, and ports that failed (why)."""
 
-    ports: tuple[int, ...] = ()
+    ports: tuple[int, ...] = ()  # listening on the proxy's own host (PortConfig.address "")
     failed: tuple[tuple[int, str], ...] = ()
     # Referenced TLS Secrets ("ns/name") whose key material the proxy could not load, and why.
     invalid_certificates: tuple[tuple[str, str], ...] = ()
+    # The same for ports bound on a Gateway's own address (PortConfig.address not "").
+    addressed: tuple[tuple[str, int], ...] = ()
+    failed_at: tuple[tuple[str, int, str], ...] = ()
 
-    def failure(self, port: int) -> str | None:
+    def bound(self, port: int, address: str = "") -> bool:
+        """Is ``(address, port)`` listening?"""
+        return port in self.ports if not address else (address, port) in self.addressed
+
+    def failure(self, port: int, address: str = "") -> str | None:
+        if address:
+            return next((why for a, p, why in self.failed_at if (a, p) == (address, port)),
+                        None)
         for p, why in self.failed:
             if p == port:
                 return why

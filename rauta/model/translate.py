@@ -330,12 +330,13 @@ def _parent_ref(att: Attachment, route_ns: str) -> tuple[tuple[str, str | int], 
     return tuple(items)
 
 
-def _programmed(valid: bool, port: int, applied: Applied | None) -> Condition:
+def _programmed(valid: bool, port: int, applied: Applied | None,
+                address: str = "") -> Condition:
     if not valid:
         return cond(CondType.PROGRAMMED, False, Reason.INVALID, "the listener is not valid")
-    if applied is None or port in applied.ports:
+    if applied is None or applied.bound(port, address):
         return cond(CondType.PROGRAMMED, True, Reason.PROGRAMMED, "")
-    why = applied.failure(port)
+    why = applied.failure(port, address)
     if why is not None:
         return cond(CondType.PROGRAMMED, False, Reason.INVALID, why)
     return Condition(type=CondType.PROGRAMMED, status="Unknown", reason=Reason.PENDING,
