@@ -10,7 +10,10 @@ Rules:
   config that was current when its headers were complete, so requests in flight finish
   on the old config while new ones see the new one. The new config is installed before
   new ports start accepting, so a new port never serves with the previous config.
-- Ports are compared by number and protocol: an unchanged port keeps its socket and its
+- Listeners are keyed by ``(address, port)``: a PortConfig with an ``address`` binds that
+  address (a Gateway's own), one without binds the proxy's ``host``. ``Applied`` reports
+  the first in ``addressed``/``failed_at`` and the second in ``ports``/``failed``.
+- Ports are compared by (address, number) and protocol: an unchanged port keeps its socket and its
   connections; a removed port (or one whose protocol changed) stops accepting at once and
   its connections finish the request in flight (answered with ``Connection: close``) for
   at most ``drain_seconds`` in the background, then are closed. Idle ones close at once.
@@ -90,7 +93,7 @@ class Proxy:
                            max_connections=max_connections,
                            underscores_in_headers=underscores_in_headers,
                            allow_trace=allow_trace, trusted_hops=trusted_hops)
-        self._listeners: dict[int, Listener] = {}
+        self._listeners: dict[tuple[str, int], Listener] = {}  # by (address, port)
         self._drains: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self._pem_checked: dict[tuple[bytes, bytes], str | None] = {}
@@ -104,11 +107,16 @@ class Proxy:
 
     @property
     def ports(self) -> tuple[int, ...]:
-        """The ports listening now, sorted."""
-        return tuple(sorted(self._listeners))
+        """The ports listening now on the proxy's own host (address ""), sorted."""
+        return tuple(sorted(p for a, p in self._listeners if not a))
 
-    def listener(self, port: int) -> Listener | None:
-        return self._listeners.get(port)
+    @property
+    def addressed(self) -> tuple[tuple[str, int], ...]:
+        """The (address, port) pairs listening now on a Gateway's own address, sorted."""
+        return tuple(sorted(k for k in self._listeners if k[0]))
+
+    def listener(self, port: int, address: str = "") -> Listener | None:
+        return self._listeners.get((address, port))
 
     async def apply(self, config: RouterConfig,
                     tls: Mapping[str, tuple[bytes, bytes]] = _NO_TLS) -> Applied:
@@ -119,28 +127,31 @@ class Proxy:
             started = time.perf_counter()
             # Maglev tables for every endpoint set, built off the event loop.
             await asyncio.to_thread(prepare, config)
-            wanted = {pc.port: pc for pc in config.ports}
-            for port, lst in list(self._listeners.items()):
-                pc = wanted.get(port)
+            wanted = {(pc.address, pc.port): pc for pc in config.ports}
+            for key, lst in list(self._listeners.items()):
+                pc = wanted.get(key)
                 if pc is None or pc.protocol != lst.protocol:
-                    del self._listeners[port]
+                    del self._listeners[key]
                     self._drain(lst, self.drain_seconds)
             self._rt.config = config
             failed: list[tuple[int, str]] = []
             for pc in config.ports:
-                current = self._listeners.get(pc.port)
+                current = self._listeners.get((pc.address, pc.port))
                 if current is not None:
                     if current.tls is not None:
                         self._update_tls(current.tls, pc, tls)
                     continue
                 error = await self._open(pc, tls)
                 if error is not None:
-                    failed.append((pc.port, error))
+                    failed.append((pc.address, pc.port, error))
             self.pool.retain(referenced_endpoints(config))
             self.generation += 1
             self.metrics.generation.set(self.generation)
             self.metrics.apply_duration.observe(time.perf_counter() - started)
-            return Applied(ports=self.ports, failed=tuple(sorted(failed)),
+            failed.sort()
+            return Applied(ports=self.ports, failed=tuple((p, w) for a, p, w in failed if not a),
+                           addressed=self.addressed,
+                           failed_at=tuple(f for f in failed if f[0]),
                            invalid_certificates=self._bad_certificates(config, tls))
 
     def _bad_certificates(self, config: RouterConfig,
@@ -181,12 +192,13 @@ class Proxy:
                     log.warning("port %d: %s", pc.port, problem)
             except ValueError as exc:
                 return str(exc)
-        lst = Listener(self._rt, pc.port, pc.protocol, port_tls)
+        lst = Listener(self._rt, pc.port, pc.protocol, port_tls, address=pc.address)
+        host = pc.address or self.host
         try:
-            await lst.start(self.host)
+            await lst.start(host)
         except OSError as exc:
-            return f"cannot listen on {self.host}:{pc.port}: {exc.strerror or exc}"
-        self._listeners[pc.port] = lst
+            return f"cannot listen on {host}:{pc.port}: {exc.strerror or exc}"
+        self._listeners[(pc.address, pc.port)] = lst
         return None
 
     def _drain(self, lst: Listener, seconds: float) -> None:

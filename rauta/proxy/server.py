@@ -86,9 +86,11 @@ __all__ = ["ClientConnection", "Listener", "Request", "Runtime"]
 class Listener:
     """One listening port: its server socket, TLS state and open connections."""
 
-    def __init__(self, rt: Runtime, port: int, protocol: str, tls: PortTLS | None = None):
+    def __init__(self, rt: Runtime, port: int, protocol: str, tls: PortTLS | None = None,
+                 address: str = ""):
         self.rt = rt
         self.port = port
+        self.address = address  # the PortConfig address ("" for the proxy's listen host)
         self.protocol = protocol
         self.scheme = "https" if protocol == "HTTPS" else "http"
         self.tls = tls
@@ -507,7 +509,7 @@ class ClientConnection(asyncio.Protocol):
         view = RequestView(method=req.method, host=host, path=path, query=query,
                            headers=tuple(req.headers), port=listener.port,
                            scheme=listener.scheme, client_ip=self.client_ip,
-                           client_port=self.client_port)
+                           client_port=self.client_port, address=listener.address)
         decision = route(req.config, view, choice=random.getrandbits(32),
                          hash_on=self.rt.hash_on)
         self.decision = decision
@@ -527,7 +529,7 @@ class ClientConnection(asyncio.Protocol):
             self.respond(decision.status, decision.reason or hdr.reason_phrase(decision.status))
 
     def _misdirected(self, config: RouterConfig, host: str) -> bool:
-        port = config.port(self.listener.port)
+        port = config.port(self.listener.port, self.listener.address)
         if port is None:
             return False
         name = strip_port(host)
