@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test venv system lint typecheck lab unit quickstart goldens bench clean
+.PHONY: test venv system lint typecheck lab conformance-build unit quickstart goldens bench clean
 
 # Debian packages the tests use: nginx-light (the side-by-side strictness judge) and wrk
 # (benchmarks). Installed only when missing and when we are root (CI is); otherwise the
@@ -32,6 +32,14 @@ lab:
 	@if command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ]; then \
 		bash scripts/build-lab.sh; \
 	else echo "lab: Go not found; the real-API-server tests will skip"; fi
+
+# The official Gateway API conformance suite v1.6.3 (conformance/go.mod), unmodified: its
+# test binary and echo-basic, cached outside the repo by version like the lab (~4 min cold
+# at -p 1, <1 s warm). Not part of `make test`; run it with scripts/run-conformance.sh.
+conformance-build:
+	@if command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ]; then \
+		bash scripts/build-conformance.sh; \
+	else echo "conformance-build: Go not found" >&2; exit 3; fi
 
 # The full suite: lint, strict types for the pure model, the lab build, then every test
 # with the CI hypothesis profile (>= 200 examples per state machine).
