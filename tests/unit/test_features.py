@@ -72,3 +72,10 @@ def test_markdown_table() -> None:
 def test_main(capsys) -> None:  # type: ignore[no-untyped-def]
     assert features.main(["--flag"]) == 0
     assert capsys.readouterr().out == features.supported_features_flag() + "\n"
+
+
+def test_readme_table_is_generated_from_the_list() -> None:
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    text = readme.read_text()
+    assert features.readme_with_table(text) == text, (
+        "README's feature table is stale: python -m rauta.features --update-readme README.md")
