@@ -241,3 +241,16 @@ def test_hostname_address_with_a_pool_is_not_accepted():
     accepted, _ = translate(snapshot(gw("a", static=[("Hostname", "gw.example.com")]))
                             ).statuses.gateways[0].conditions
     assert accepted.status == "True"
+
+
+def test_stamp_writes_the_models_own_address_over_a_static_list():
+    from rauta.model.status import stamp
+    snap = snapshot(gw("a"))
+    static = [{"type": "IPAddress", "value": "192.0.2.1"}]
+    pooled = translate(snap, address_pool=POOL).statuses.gateways[0]
+    shared = translate(snap).statuses.gateways[0]
+    kw: dict[str, Any] = {"controller_name": "rauta.io/gateway-controller",
+                          "now": "2024-01-01T00:00:00Z", "addresses": static}
+    assert stamp(pooled, None, **kw)["addresses"] == [{"type": "IPAddress",
+                                                       "value": "127.0.1.1"}]
+    assert stamp(shared, None, **kw)["addresses"] == static
