@@ -18,6 +18,7 @@ import click
 import yaml
 
 from rauta.loader import LoadError, load_snapshot
+from rauta.model.addresses import parse_pool
 from rauta.model.graph import DEFAULT_CONTROLLER
 from rauta.model.render import document
 from rauta.model.translate import translate
@@ -27,9 +28,22 @@ def dump_yaml(data: object) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
-def translate_files(paths: list[str], controller_name: str = DEFAULT_CONTROLLER) -> dict[str, object]:
+def translate_files(paths: list[str], controller_name: str = DEFAULT_CONTROLLER,
+                    address_pool: str | None = None) -> dict[str, object]:
     """Load ``paths`` and translate them: the document ``rauta translate`` prints."""
-    return document(translate(load_snapshot(paths), controller_name=controller_name))
+    return document(translate(load_snapshot(paths), controller_name=controller_name,
+                              address_pool=address_pool))
+
+
+def check_address_pool(pool: str | None) -> None:
+    """Exit 2 with one line on stderr when ``pool`` is not a CIDR."""
+    if pool is None:
+        return
+    try:
+        parse_pool(pool)
+    except ValueError as exc:
+        click.echo(f"rauta: {exc}", err=True)
+        sys.exit(2)
 
 
 def proxy_options(f):  # type: ignore[no-untyped-def]
@@ -65,11 +79,16 @@ def main() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True,
               help="GatewayClass controllerName that rauta owns.")
+@click.option("--address-pool", default=None, metavar="CIDR",
+              help="Give each Gateway its own address from this pool (e.g. 127.0.1.0/24); "
+                   "without it every Gateway shares the listen host.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
-def translate_cmd(files: tuple[str, ...], controller_name: str, as_json: bool) -> None:
+def translate_cmd(files: tuple[str, ...], controller_name: str, address_pool: str | None,
+                  as_json: bool) -> None:
     """Print the RouterConfig and statuses rauta computes for Gateway API YAML FILES."""
+    check_address_pool(address_pool)
     try:
-        doc = translate_files(list(files), controller_name)
+        doc = translate_files(list(files), controller_name, address_pool)
     except LoadError as exc:
         click.echo(f"rauta: {exc}", err=True)
         sys.exit(2)

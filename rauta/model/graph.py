@@ -8,10 +8,18 @@ It decides GatewayClass acceptance, listener validity and conflicts, route attac
 Rules:
 - Pure and deterministic: objects are visited in snapshot key order or an explicit sort.
 - A verdict is recorded once, where it is decided, with a reason from ``conditions``.
-- rauta serves every Gateway from one proxy, so listeners of *different* Gateways that
-  share a port are checked against each other too: the older Gateway (creationTimestamp,
-  then namespace/name) keeps the port; a later one with another protocol gets
-  ``PortUnavailable`` and one with the same hostname gets ``HostnameConflict``.
+- Each Gateway is served on its own address when an address pool is given
+  (``rauta.model.addresses``; without a pool every Gateway shares the listen host "").
+  A connection is routed only among the listeners bound on the (address, port) that
+  accepted it, so listeners of *different* Gateways are checked against each other only
+  when they share an address and port: the older Gateway (creationTimestamp, then
+  namespace/name) keeps it; a later one with another protocol gets ``PortUnavailable``
+  and one with the same hostname gets ``HostnameConflict``. Gateways on different
+  addresses never conflict.
+- A Gateway whose address cannot be assigned (``AddressNotAssigned``) keeps the Accepted
+  verdict of its spec but none of its listeners is served (``ListenerState.served``); one
+  with an address type rauta cannot bind under a pool (``UnsupportedAddress``) is not
+  accepted. Gateways that are not accepted take no address from the pool.
 - A field rauta does not implement is never pretended: a Gateway with ``spec.tls``
   (client-certificate validation) or ``spec.infrastructure`` is not accepted (Accepted
   False, reason Invalid, or InvalidParameters for ``infrastructure.parametersRef``; see
@@ -25,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rauta.model import hostnames
+from rauta.model.addresses import allocate
 from rauta.model.conditions import Reason
 from rauta.model.config import Endpoint
 from rauta.model.resources import (
@@ -129,6 +138,13 @@ class ListenerState:
                 and self.gateway_ok)
 
     gateway_ok: bool = True  # False when the whole Gateway is not accepted
+    address: str = ""  # the Gateway's address ("" = the proxy's listen host)
+    address_ok: bool = True  # False when the Gateway's address could not be assigned
+
+    @property
+    def served(self) -> bool:
+        """Is this listener programmed into the RouterConfig?"""
+        return self.valid and self.address_ok
 
     @property
     def hostname(self) -> str:
@@ -146,6 +162,9 @@ class GatewayState:
     listeners: list[ListenerState]
     # Why the whole Gateway is not accepted (reason, message naming the field), or None.
     rejected: tuple[Reason, str] | None = None
+    address: str = ""  # the address it is served on ("" = the proxy's listen host)
+    # Why no address could be assigned (AddressNotAssigned message), or None.
+    unassigned: str | None = None
 
     @property
     def key(self) -> str:
@@ -174,8 +193,10 @@ class Graph:
     """Everything the translator needs, decided once from a snapshot."""
 
     def __init__(self, snapshot: Snapshot, controller_name: str = DEFAULT_CONTROLLER,
-                 bad_certificates: Mapping[str, str] | None = None) -> None:
+                 bad_certificates: Mapping[str, str] | None = None,
+                 address_pool: str | None = None) -> None:
         self.snapshot = snapshot
+        self.address_pool = address_pool
         # Secrets the proxy reported it could not load (key material only it parses).
         self.bad_certificates = dict(bad_certificates or {})
         self.controller_name = controller_name
@@ -194,6 +215,7 @@ class Graph:
             for gw in sorted(snapshot.of_kind(Gateway), key=age_key)
             if gw.spec.gateway_class_name in self.classes
         ]
+        self._assign_addresses()
         self._cross_gateway_conflicts()
         self._gw_index = {g.key: g for g in self.gateways}
 
@@ -335,23 +357,46 @@ class Graph:
                 if counts[lis.hostname] > 1:
                     lis.conflicted = Reason.HOSTNAME_CONFLICT
 
-    def _cross_gateway_conflicts(self) -> None:
-        """Across Gateways (oldest first): the first to take a port or hostname keeps it."""
-        owner: dict[int, ListenerState] = {}
-        claimed: dict[tuple[int, str], Gateway] = {}
+    def _assign_addresses(self) -> None:
+        """Give every accepted Gateway its address (``addresses.allocate``)."""
+        allocs = allocate([g.obj for g in self.gateways if not g.rejected], self.address_pool)
         for gw in self.gateways:
+            alloc = allocs.get(gw.key)
+            if alloc is None:
+                continue
+            gw.address = alloc.address
+            if alloc.problem is not None and alloc.problem[0] == Reason.UNSUPPORTED_ADDRESS:
+                gw.rejected = alloc.problem
+            elif alloc.problem is not None:
+                gw.unassigned = alloc.problem[1]
+            for lis in gw.listeners:
+                lis.address = gw.address
+                lis.gateway_ok = lis.gateway_ok and gw.rejected is None
+                lis.address_ok = gw.unassigned is None
+
+    def _cross_gateway_conflicts(self) -> None:
+        """Across Gateways sharing an address (oldest first): the first to take a port or
+        hostname on that address keeps it. Gateways left without an address under a pool
+        serve nothing and take part in no conflict."""
+        owner: dict[tuple[str, int], ListenerState] = {}
+        claimed: dict[tuple[str, int, str], Gateway] = {}
+        for gw in self.gateways:
+            if self.address_pool is not None and not gw.address:
+                continue
             for lis in gw.listeners:
                 if not lis.accepted[0] or lis.conflicted is not None:
                     continue
-                first = owner.setdefault(lis.spec.port, lis)
+                first = owner.setdefault((gw.address, lis.spec.port), lis)
                 if lis.protocol != first.protocol:
                     other = first.gateway.metadata
+                    where = f"port {lis.spec.port}" + (f" on {gw.address}" if gw.address else "")
                     lis.accepted = (False, Reason.PORT_UNAVAILABLE,
-                                    f"port {lis.spec.port} is already served as "
+                                    f"{where} is already served as "
                                     f"{first.protocol} by Gateway "
                                     f"{nsname(other.namespace, other.name)}")
                     continue
-                holder = claimed.setdefault((lis.spec.port, lis.hostname), lis.gateway)
+                holder = claimed.setdefault((gw.address, lis.spec.port, lis.hostname),
+                                            lis.gateway)
                 if holder is not lis.gateway:
                     lis.conflicted = Reason.HOSTNAME_CONFLICT
 

@@ -39,6 +39,10 @@ def status_document(statuses: Statuses) -> dict[str, Any]:
             {
                 "namespace": gw.namespace,
                 "name": gw.name,
+                # Only when the Gateway has its own address: without a pool the documents
+                # stay as they were.
+                **({"addresses": [{"type": t, "value": v} for t, v in gw.addresses]}
+                   if gw.addresses else {}),
                 "conditions": _conds(gw.conditions),
                 "listeners": [
                     {

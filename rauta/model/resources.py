@@ -14,6 +14,9 @@ Rules:
 - Only structural validation happens here (types, required fields, enums). Semantic
   validity (a listener port clash, a missing Service) is the graph's job, because the spec
   reports it through status conditions rather than by rejecting the object.
+- A status is parsed only where the model reads it: HTTPRoute ``status.parents`` (other
+  controllers' entries) and Gateway ``status.addresses`` (a kept allocation); an object
+  without status loads with an empty one.
 - Nothing here performs I/O. ``parse_object`` turns one mapping into a typed resource and
   raises ``ResourceError`` naming the object and the field on failure.
 """
@@ -171,10 +174,23 @@ class GatewaySpec(Frozen):
     infrastructure: dict[str, Any] | None = None
 
 
+class GatewayStatusAddress(Frozen):
+    type: str = "IPAddress"
+    value: str = ""
+
+
+class GatewayStatusIn(Frozen):
+    """The part of a Gateway's current status the model reads: the addresses it holds
+    (an allocated address is kept while it stays valid, ``rauta.model.addresses``)."""
+
+    addresses: tuple[GatewayStatusAddress, ...] = ()
+
+
 class Gateway(Frozen):
     kind: Literal["Gateway"] = "Gateway"
     metadata: ObjectMeta
     spec: GatewaySpec
+    status: GatewayStatusIn = Field(default_factory=GatewayStatusIn)
 
 
 # --------------------------------------------------------------------------- HTTPRoute

@@ -11,6 +11,8 @@ Rules:
   ``meta.SetStatusCondition`` does); the clock is the ``now`` argument.
 - ``merge_route_parents`` replaces only the entries whose ``controllerName`` is ours and
   keeps every other controller's entries, in their original order.
+- A Gateway's ``status.addresses`` is its own address from the model when it has one
+  (address pool), else the caller's static list, else absent.
 - Collections are tuples in a fixed order (by namespace/name; conditions in catalog order).
 """
 
@@ -72,6 +74,9 @@ class GatewayStatus(Frozen):
     name: str
     generation: int
     uid: str = ""  # the object's uid: a re-created object is a different status target
+    # (type, value) of the Gateway's own address; empty when it is served on the shared
+    # listen host (no address pool).
+    addresses: tuple[tuple[str, str], ...] = ()
     conditions: tuple[Condition, ...]
     listeners: tuple[ListenerStatus, ...]
 
@@ -145,11 +150,17 @@ def gateway_status_dict(
     gw: GatewayStatus, previous: Mapping[str, Any] | None, now: str,
     addresses: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
-    """The full ``status`` of a Gateway, stamped against its previous status."""
+    """The full ``status`` of a Gateway, stamped against its previous status.
+
+    Its addresses are the model's own (``gw.addresses``) when it has any, else the
+    caller's ``addresses`` (a static list shared by every Gateway), else none.
+    """
     prev = previous or {}
     prev_listeners = {lst.get("name"): lst for lst in prev.get("listeners") or ()}
     out: dict[str, Any] = {}
-    if addresses:
+    if gw.addresses:
+        out["addresses"] = [{"type": t, "value": v} for t, v in gw.addresses]
+    elif addresses:
         out["addresses"] = [dict(a) for a in addresses]
     out["conditions"] = stamp_conditions(gw.conditions, prev.get("conditions") or (),
                                          gw.generation, now)

@@ -29,6 +29,13 @@ Rules:
   Accepted condition (spec ListenerStatus.AttachedRoutes).
 - Regular expressions are checked with RE2 (``routing.regex_error``), the engine the
   router matches with, so a pattern is valid here exactly when it can be matched there.
+- Addresses (``rauta.model.addresses``, only with ``address_pool``): one PortConfig per
+  (address, port), sorted by (address, port), holding only the listeners of the
+  Gateways on that address; each Gateway's status lists its own address. A Gateway
+  without one (AddressNotAssigned) keeps its Accepted condition and gets Programmed=False
+  with that reason; its listeners get Programmed=False, reason Pending (not online),
+  and nothing of it is programmed. Without a pool everything is on address "" and
+  statuses carry no address (the sink adds its own, if any).
 - Unresolvable backendRefs stay in the config as ``invalid`` backends that answer 500 for
   their weight's share; ResolvedRefs=False names the first problem.
 """
@@ -343,10 +350,15 @@ def _programmed(valid: bool, port: int, applied: Applied | None,
                      message="waiting for the proxy to apply the configuration")
 
 
-def _listener_status(lis: ListenerState, applied: Applied | None) -> ListenerStatus:
+def _listener_status(lis: ListenerState, applied: Applied | None,
+                     unassigned: str | None) -> ListenerStatus:
     ok, reason, msg = lis.accepted
-    conds = [cond(CondType.ACCEPTED, ok, reason, msg),
-             _programmed(lis.valid, lis.spec.port, applied)]
+    if lis.valid and unassigned is not None:
+        programmed = cond(CondType.PROGRAMMED, False, Reason.PENDING,
+                          f"the Gateway has no address: {unassigned}")
+    else:
+        programmed = _programmed(lis.valid, lis.spec.port, applied, lis.address)
+    conds = [cond(CondType.ACCEPTED, ok, reason, msg), programmed]
     rok, rreason, rmsg = lis.resolved
     conds.append(cond(CondType.RESOLVED_REFS, rok, rreason, rmsg))
     if lis.conflicted is not None:
@@ -361,7 +373,7 @@ def _listener_status(lis: ListenerState, applied: Applied | None) -> ListenerSta
 
 
 def _gateway_status(gw: GatewayState, applied: Applied | None) -> GatewayStatus:
-    listeners = tuple(_listener_status(lis, applied) for lis in gw.listeners)
+    listeners = tuple(_listener_status(lis, applied, gw.unassigned) for lis in gw.listeners)
     valid = [lis.valid for lis in gw.listeners]
     if gw.rejected:
         accepted = cond(CondType.ACCEPTED, False, *gw.rejected)
@@ -376,6 +388,8 @@ def _gateway_status(gw: GatewayState, applied: Applied | None) -> GatewayStatus:
     lis_prog = [c for ls in listeners for c in ls.conditions if c.type == CondType.PROGRAMMED]
     if accepted.status != "True":
         programmed = cond(CondType.PROGRAMMED, False, Reason.INVALID, "the Gateway is not accepted")
+    elif gw.unassigned is not None:
+        programmed = cond(CondType.PROGRAMMED, False, Reason.ADDRESS_NOT_ASSIGNED, gw.unassigned)
     elif any(c.status == "True" for c in lis_prog):
         programmed = cond(CondType.PROGRAMMED, True, Reason.PROGRAMMED, "")
     elif any(c.reason == Reason.PENDING for c in lis_prog):
@@ -385,6 +399,7 @@ def _gateway_status(gw: GatewayState, applied: Applied | None) -> GatewayStatus:
         programmed = cond(CondType.PROGRAMMED, False, Reason.INVALID, "no listener is programmed")
     return GatewayStatus(namespace=gw.obj.metadata.namespace, name=gw.obj.metadata.name,
                          generation=gw.obj.metadata.generation, uid=gw.obj.metadata.uid,
+                         addresses=(("IPAddress", gw.address),) if gw.address else (),
                          conditions=(accepted, programmed), listeners=listeners)
 
 
@@ -408,10 +423,15 @@ def _route_conditions(att: Attachment, rc: _RouteCompiler) -> tuple[Condition, .
 
 
 def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
-              applied: Applied | None = None) -> Translation:
-    """Compute the RouterConfig and every status rauta owns for ``snapshot``."""
+              applied: Applied | None = None, address_pool: str | None = None) -> Translation:
+    """Compute the RouterConfig and every status rauta owns for ``snapshot``.
+
+    ``address_pool`` (a CIDR) gives each Gateway its own address; ``None`` serves every
+    Gateway on the proxy's listen host. ``ValueError`` when it is not a CIDR.
+    """
     graph = Graph(snapshot, controller_name,
-                  dict(applied.invalid_certificates) if applied is not None else None)
+                  dict(applied.invalid_certificates) if applied is not None else None,
+                  address_pool)
     per_listener: dict[int, dict[cfg.Rule, tuple[Any, ...]]] = {}
     route_statuses: list[RouteStatus] = []
     attached: dict[int, set[str]] = {}
@@ -442,15 +462,15 @@ def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
                                           uid=route.metadata.uid,
                                           parents=tuple(parents)))
 
-    ports: dict[int, list[ListenerState]] = {}
+    ports: dict[tuple[str, int], list[ListenerState]] = {}
     for gw in graph.gateways:
         for lis in gw.listeners:
             lis.attached = len(attached.get(id(lis), ()))
-            if lis.valid:
-                ports.setdefault(lis.spec.port, []).append(lis)
+            if lis.served:
+                ports.setdefault((lis.address, lis.spec.port), []).append(lis)
     port_configs: list[cfg.PortConfig] = []
-    for port in sorted(ports):
-        group = sorted(ports[port], key=lambda lis: (
+    for address, port in sorted(ports):
+        group = sorted(ports[(address, port)], key=lambda lis: (
             tuple(-x for x in hostnames.specificity(lis.hostname)), lis.hostname))
         listeners = []
         for lis in group:
@@ -463,7 +483,7 @@ def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
         protocol = "HTTPS" if group[0].protocol == "HTTPS" else "HTTP"
         certs = tuple(cfg.TLSCertificate(hostname=lis.hostname, secrets=lis.certificates)
                       for lis in group if protocol == "HTTPS")
-        port_configs.append(cfg.PortConfig(port=port, protocol=protocol,
+        port_configs.append(cfg.PortConfig(address=address, port=port, protocol=protocol,
                                            listeners=tuple(listeners), certificates=certs))
 
     classes = tuple(

@@ -15,6 +15,9 @@ query, headers) from pools that overlap the resource pools and checks that
 ``tests.stateful.reference`` (400, 404, 500 from the same rule, or a forward by the same
 (route, rule, match) to its Service). Every mutation also checks that translating a
 shuffled copy of the input gives an identical RouterConfig, byte for byte.
+Half of the runs translate with an address pool (``POOL``): then Gateway i (age order)
+is served on 127.0.1.{i+1}, each request is drawn on one Gateway's address (or an unused
+one, a 404), and the reference sees only that Gateway's listeners (listener isolation).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from rauta.model.translate import translate
 from tests.stateful.reference import reference_outcome
 
 # ------------------------------------------------------------------------------ pools
+
+POOL = "127.0.1.0/24"
 
 NAMESPACES = ("default", "team", "team-a")  # "team" / "team-a": "{ns}/{name}" ordering
 NAMES = ("r1", "r2", "r3")
@@ -296,6 +301,7 @@ class RoutingMachine(RuleBasedStateMachine):
         self.routes: dict[tuple[str, str], dict[str, Any]] = {}
         self.gateways: list[dict[str, Any]] = []
         self.config = translate(Snapshot.from_dicts([GATEWAY_CLASS])).config
+        self.pool: str | None = None
 
     # ---------------------------------------------------------------- helpers
 
@@ -308,10 +314,10 @@ class RoutingMachine(RuleBasedStateMachine):
 
     def retranslate(self, data: st.DataObject) -> None:
         objs = self.objects()
-        config = translate(Snapshot.from_dicts(objs)).config
+        config = translate(Snapshot.from_dicts(objs), address_pool=self.pool).config
         shuffled = list(objs)
         data.draw(st.randoms(use_true_random=False), label="shuffle").shuffle(shuffled)
-        again = translate(Snapshot.from_dicts(shuffled)).config
+        again = translate(Snapshot.from_dicts(shuffled), address_pool=self.pool).config
         assert again == config
         assert again.model_dump_json() == config.model_dump_json()
         self.config = config
@@ -321,6 +327,7 @@ class RoutingMachine(RuleBasedStateMachine):
 
     @initialize(data=st.data())
     def start(self, data: st.DataObject) -> None:
+        self.pool = data.draw(st.sampled_from((None, POOL)), label="address pool")
         self.gateways = data.draw(TOPOLOGIES, label="gateways")
         self.add_route(data)
 
@@ -383,7 +390,14 @@ class RoutingMachine(RuleBasedStateMachine):
         for (path, host, method, port), query, headers in data.draw(
             REQUEST_BATCHES, label="requests"
         ):
-            self.check_request(port, method, host, path, query, headers)
+            if self.pool is None:
+                self.check_request(port, method, host, path, query, headers)
+                continue
+            # The Gateway whose address accepted the connection (one past the last: none).
+            index = data.draw(st.integers(0, len(self.gateways)), label="gateway address")
+            self.check_request(port, method, host, path, query, headers,
+                               address=f"127.0.1.{index + 1}",
+                               gateways=self.gateways[index:index + 1])
 
     def check_request(
         self,
@@ -393,8 +407,11 @@ class RoutingMachine(RuleBasedStateMachine):
         path: str,
         query: dict[str, str],
         headers: dict[str, str],
+        address: str = "",
+        gateways: list[dict[str, Any]] | None = None,
     ) -> None:
         req = RequestView(
+            address=address,
             method=method,
             host=host,
             path=path,
@@ -404,7 +421,8 @@ class RoutingMachine(RuleBasedStateMachine):
         )
         got = route(self.config, req)
         want = reference_outcome(
-            self.gateways, list(self.routes.values()), port, method, host, path, query, headers
+            self.gateways if gateways is None else gateways, list(self.routes.values()), port,
+            method, host, path, query, headers
         )
         where = (got.kind, got.status, got.reason, got.rule, want)
         if want.winner is None:

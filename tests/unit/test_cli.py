@@ -123,6 +123,25 @@ def test_duplicate_objects_exit_2(runner: CliRunner, tmp_path: Path) -> None:
                           "a.yaml", "b.yaml")
 
 
+def test_translate_address_pool_gives_the_gateway_its_own_address(
+        runner: CliRunner, tmp_path: Path) -> None:
+    res = runner.invoke(main, ["translate", "--address-pool", "127.0.1.0/24",
+                               _file(tmp_path, QUICK)])
+    assert res.exit_code == 0, res.output
+    doc = yaml.safe_load(res.stdout)
+    assert [(p["address"], p["port"]) for p in doc["config"]["ports"]] == [("127.0.1.1", 8080)]
+    assert doc["status"]["gateways"][0]["addresses"] == [
+        {"type": "IPAddress", "value": "127.0.1.1"}]
+
+
+@pytest.mark.parametrize("pool", ["127.0.1.1/24", "banana", "10.0.0.0/33"])
+def test_bad_address_pool_is_one_line_and_exit_2(runner: CliRunner, tmp_path: Path,
+                                                  pool: str) -> None:
+    _assert_clean_failure(runner.invoke(main, ["translate", "--address-pool", pool,
+                                               _file(tmp_path, QUICK)]),
+                          "--address-pool", pool)
+
+
 def test_missing_file_exits_2(runner: CliRunner, tmp_path: Path) -> None:
     _assert_clean_failure(runner.invoke(main, ["translate", str(tmp_path / "nope.yaml")]),
                           "nope.yaml")
