@@ -63,6 +63,18 @@ def proxy_options(f):  # type: ignore[no-untyped-def]
     return f
 
 
+def check_pool(pool: str | None) -> None:
+    """A bad ``--address-pool`` is a usage error (one line, exit 2), never a traceback."""
+    if pool is None:
+        return
+    from rauta.model.addresses import parse_pool
+
+    try:
+        parse_pool(pool)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--address-pool") from None
+
+
 def proxy_settings(kw: dict[str, object]) -> dict[str, object]:
     """Take the ``proxy_options`` values out of a command's keyword arguments."""
     return {k: kw.pop(k) for k in ("trusted_hops", "underscores_in_headers", "allow_trace",
@@ -109,19 +121,24 @@ def translate_cmd(files: tuple[str, ...], controller_name: str, address_pool: st
 @click.option("--hash-on", default="flow", show_default=True,
               help="Maglev key: flow, client-ip or header:NAME.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("--address-pool", default=None, metavar="CIDR",
+              help="Give each Gateway its own address from this pool (e.g. 127.0.1.0/24); "
+                   "without it every Gateway is served on --listen-host.")
 @proxy_options
 def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file: str | None,
               controller_name: str, grace: float, hash_on: str, verbose: bool,
-              **settings: object) -> None:
+              address_pool: str | None, **settings: object) -> None:
     """Serve traffic from Gateway API YAML files, reloading them on change."""
     import asyncio
     from pathlib import Path
 
     from rauta.serve import serve
 
+    check_pool(address_pool)
     setup_logging(verbose)
     tune_gc()
     code = asyncio.run(serve(list(paths), admin=admin, host=listen_host,
+                             address_pool=address_pool,
                              status_file=Path(status_file) if status_file else None,
                              controller_name=controller_name, grace=grace, hash_on=hash_on,
                              proxy_settings=proxy_settings(settings)))
@@ -160,19 +177,26 @@ def quickstart_cmd(directory: str | None, port: int, admin_port: int) -> None:
 @click.option("--identity", default=None, help="Leader election identity (default host-pid).")
 @click.option("--hash-on", default="flow", show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
+@click.option("--address-pool", default=None, metavar="CIDR",
+              help="Give each Gateway its own address from this pool (its status.addresses); "
+                   "not with --gateway-address.")
 @proxy_options
 def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, listen_host: str,
                    addresses: tuple[str, ...], controller_name: str, lease_namespace: str,
                    lease_name: str, lease_duration: float, identity: str | None, hash_on: str,
-                   verbose: bool, **settings: object) -> None:
+                   verbose: bool, address_pool: str | None, **settings: object) -> None:
     """Run as a Gateway API controller against a Kubernetes API server."""
     import asyncio
 
     from rauta.controller import run_controller
 
+    check_pool(address_pool)
+    if address_pool and addresses:
+        raise click.UsageError("--address-pool and --gateway-address exclude each other")
     setup_logging(verbose)
     tune_gc()
     sys.exit(asyncio.run(run_controller(
+        address_pool=address_pool,
         kubeconfig=kubeconfig, admin=admin, namespace=namespace, controller_name=controller_name,
         listen_host=listen_host, addresses=list(addresses), lease_namespace=lease_namespace,
         lease_name=lease_name, lease_duration=lease_duration, identity=identity,

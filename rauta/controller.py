@@ -62,7 +62,8 @@ class Controller:
                  lease_name: str = "rauta-controller", identity: str | None = None,
                  lease_duration: float = 15.0, hash_on: str = "flow",
                  registry: CollectorRegistry | None = None,
-                 proxy_settings: dict[str, Any] | None = None) -> None:
+                 proxy_settings: dict[str, Any] | None = None,
+                 address_pool: str | None = None) -> None:
         self.client = client
         self.namespace = namespace
         self.registry = registry or CollectorRegistry()
@@ -78,7 +79,8 @@ class Controller:
             client, controller_name=controller_name, is_leader=self.elector.is_leader,
             addresses=[{"type": "IPAddress", "value": a} for a in addresses or []],
             registry=self.registry)
-        self.reconciler = Reconciler(self.proxy, self.sink, controller_name=controller_name)
+        self.reconciler = Reconciler(self.proxy, self.sink, controller_name=controller_name,
+                                     address_pool=address_pool)
         self.watchers: list[Watcher] = []
         self.connected = Gauge("rauta_apiserver_connected",
                                "1 when every watch is connected to the API server",

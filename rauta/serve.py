@@ -35,12 +35,14 @@ log = logging.getLogger("rauta.serve")
 async def serve(paths: list[str], *, admin: str = "127.0.0.1:9901", host: str = "127.0.0.1",
                 status_file: Path | None = None, controller_name: str = DEFAULT_CONTROLLER,
                 grace: float = 10.0, hash_on: str = "flow",
-                proxy_settings: Mapping[str, Any] | None = None) -> int:
+                proxy_settings: Mapping[str, Any] | None = None,
+                address_pool: str | None = None) -> int:
     registry = CollectorRegistry()
     proxy = Proxy(host=host, registry=registry, hash_on=hash_on, drain_seconds=grace,
                   **(proxy_settings or {}))
     sink = MemorySink(controller_name=controller_name, path=status_file)
-    reconciler = Reconciler(proxy, sink, controller_name=controller_name)
+    reconciler = Reconciler(proxy, sink, controller_name=controller_name,
+                            address_pool=address_pool)
     source = FileSource(list(paths), reconciler)
     runner = await start_admin(admin_app(reconciler, registry, status=sink.document), admin)
     log.info("admin server on http://%s (/healthz /readyz /metrics /config /status)", admin)

@@ -113,8 +113,9 @@ class Reconciler:
     def __init__(self, proxy: ProxyLike, sink: StatusSink, *,
                  controller_name: str = DEFAULT_CONTROLLER,
                  settle: float = 0.005, max_delay: float = 0.1,
-                 retry_delay: float = 1.0) -> None:
+                 retry_delay: float = 1.0, address_pool: str | None = None) -> None:
         self.proxy, self.sink = proxy, sink
+        self.address_pool = address_pool
         self.retry_delay = retry_delay
         self.controller_name = controller_name
         self.settle, self.max_delay = settle, max_delay
@@ -199,7 +200,8 @@ class Reconciler:
         """Run the pure model in a worker thread: it shares nothing mutable, and the event
         loop (the proxy's hot path) keeps serving while a large config is translated."""
         return await asyncio.to_thread(translate, snapshot,
-                                       controller_name=self.controller_name, applied=applied)
+                                       controller_name=self.controller_name, applied=applied,
+                                       address_pool=self.address_pool)
 
     async def reconcile(self) -> StatusChanges:
         """One pass: translate, apply if the config changed, write changed statuses."""

@@ -243,3 +243,19 @@ def test_rotated_tls_secret_is_a_change() -> None:
     rotated = tls_secret("a", data={"tls.crt": b64(CRT + b"2"), "tls.key": b64(KEY)})
     assert store.apply(Event("MODIFIED", rotated)) is True
     assert store.tls() == {"default/a": (CRT + b"2", KEY)}
+
+
+def test_gateway_status_addresses_reach_the_model_and_conditions_do_not() -> None:
+    """A Gateway keeps its allocated address across restarts: the store passes its
+    status.addresses to the model; other status fields stay ours to write, not inputs."""
+    store = loaded(gateway(8080))
+    addressed = {**gateway(8080), "status": {"addresses": [{"type": "IPAddress",
+                                                       "value": "127.0.1.7"}]}}
+    assert store.apply(Event("MODIFIED", addressed)) is True
+    from rauta.model.resources import Gateway
+
+    (gw,) = store.snapshot().of_kind(Gateway)
+    assert [a.value for a in gw.status.addresses] == ["127.0.1.7"]
+    with_conditions = copy.deepcopy(addressed)
+    with_conditions["status"]["conditions"] = [{"type": "Accepted", "status": "True"}]
+    assert store.apply(Event("MODIFIED", with_conditions)) is False
