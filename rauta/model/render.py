@@ -32,7 +32,9 @@ def config_document(config: RouterConfig) -> dict[str, Any]:
 def status_document(statuses: Statuses) -> dict[str, Any]:
     return {
         "gatewayClasses": [
-            {"name": gc.name, "conditions": _conds(gc.conditions)}
+            {"name": gc.name, "conditions": _conds(gc.conditions),
+             **({"supportedFeatures": list(gc.supported_features)}
+                if gc.supported_features else {})}
             for gc in statuses.gateway_classes
         ],
         "gateways": [

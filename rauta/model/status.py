@@ -60,6 +60,7 @@ class GatewayClassStatus(Frozen):
     generation: int
     uid: str = ""  # the object's uid: a re-created object is a different status target
     conditions: tuple[Condition, ...]
+    supported_features: tuple[str, ...] = ()  # GEP-2162, sorted by name
 
 
 class ListenerStatus(Frozen):
@@ -172,8 +173,12 @@ def gateway_status_dict(
 def gateway_class_status_dict(gc: GatewayClassStatus, previous: Mapping[str, Any] | None,
                               now: str) -> dict[str, Any]:
     prev = previous or {}
-    return {"conditions": stamp_conditions(gc.conditions, prev.get("conditions") or (),
-                                           gc.generation, now)}
+    out: dict[str, Any] = {"conditions": stamp_conditions(gc.conditions,
+                                                          prev.get("conditions") or (),
+                                                          gc.generation, now)}
+    if gc.supported_features:
+        out["supportedFeatures"] = [{"name": n} for n in gc.supported_features]
+    return out
 
 
 def _same_parent(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

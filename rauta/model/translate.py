@@ -50,6 +50,7 @@ from typing import Any
 from rauta.model import config as cfg
 from rauta.model import hostnames
 from rauta.model.conditions import Condition, CondType, Reason, cond
+from rauta.model.features import supported as _supported_features
 from rauta.model.graph import (
     DEFAULT_CONTROLLER,
     Attachment,
@@ -97,6 +98,10 @@ class Translation:
 class RuleError(Exception):
     """A rule that cannot be programmed (UnsupportedValue)."""
 
+
+
+# GatewayClass status.supportedFeatures (GEP-2162): what rauta implements, by name.
+SUPPORTED_FEATURES = tuple(sorted(f.name for f in _supported_features()))
 
 def parse_duration_ms(text: str) -> int:
     """Gateway API Duration (``1h2m3s``, ``500ms``) in milliseconds; ``0s`` means none."""
@@ -488,7 +493,7 @@ def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
 
     classes = tuple(
         GatewayClassStatus(name=name, generation=gc.metadata.generation, uid=gc.metadata.uid,
-                           conditions=(
+                           supported_features=SUPPORTED_FEATURES, conditions=(
             cond(CondType.ACCEPTED, True, Reason.ACCEPTED, ""),
             cond(CondType.SUPPORTED_VERSION, True, Reason.SUPPORTED_VERSION,
                  "rauta supports Gateway API v1 (standard channel)")))

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from rauta.model.features import FEATURES
 from rauta.model.render import status_document
 from rauta.model.snapshot import Snapshot
 from rauta.model.translate import translate
@@ -422,6 +423,10 @@ def test_statuses_for_every_reason(env: Env) -> None:
         c = wait_until(gc_conds, 20, "GatewayClass status", (ctl,))
         assert brief(c["Accepted"]) == ("True", "Accepted")
         assert brief(c["SupportedVersion"]) == ("True", "SupportedVersion")
+        # GEP-2162: the API server kept supportedFeatures as written (the CRD has the field).
+        features = (api.get("GatewayClass", None, env.gc) or {})["status"]["supportedFeatures"]
+        assert [f["name"] for f in features] == sorted(
+            f.name for f in FEATURES if f.supported)
 
         # -- routes: one parent entry each, with the reason of its case
         expect_route = {

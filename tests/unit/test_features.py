@@ -79,3 +79,19 @@ def test_readme_table_is_generated_from_the_list() -> None:
     text = readme.read_text()
     assert features.readme_with_table(text) == text, (
         "README's feature table is stale: python -m rauta.features --update-readme README.md")
+
+
+def test_gatewayclass_status_lists_the_supported_features_sorted() -> None:
+    """GEP-2162: GatewayClass status.supportedFeatures comes from the same list."""
+    from rauta.model.snapshot import Snapshot
+    from rauta.model.status import stamp
+    from rauta.model.translate import translate
+
+    snap = Snapshot.from_dicts([{
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "rauta"}, "spec": {"controllerName": "rauta.io/gateway-controller"}}])
+    (gc,) = translate(snap).statuses.gateway_classes
+    names = sorted(f.name for f in features.FEATURES if f.supported)
+    assert list(gc.supported_features) == names and len(names) <= 64  # the CRD's maxItems
+    written = stamp(gc, {}, controller_name="rauta.io/gateway-controller", now="t")
+    assert written["supportedFeatures"] == [{"name": n} for n in names]
