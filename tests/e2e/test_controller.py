@@ -222,13 +222,13 @@ class Env:
 
     def controller(self, *, identity: str | None = None, listen_host: str | None = None,
                    lease: str | None = None, lease_duration: float = 15.0,
-                   ready: bool = True) -> ControllerProcess:
+                   ready: bool = True, extra: tuple[str, ...] = ()) -> ControllerProcess:
         p = ControllerProcess(self.lab.kubeconfig, controller_name=self.ctl_name,
                               listen_host=listen_host or loopback_address(),
                               lease_name=lease or f"rauta-{self.id}",
                               lease_namespace=self.ns,
                               identity=identity or f"ctl-{self.id}-{len(self.procs)}",
-                              lease_duration=lease_duration)
+                              lease_duration=lease_duration, extra=extra)
         self.procs.append(p)
         p.start()
         if ready:
@@ -945,3 +945,54 @@ def test_a_failed_listener_does_not_keep_the_controller_unready(env: Env) -> Non
         c = wait_until(lambda: env.route_conds("web"), 20, "route status", (ctl,))
         assert brief(c["Accepted"]) == ("True", "Accepted")
         ctl.wait(lambda: ctl.get("/readyz")[0] == 200, 5, "/readyz 200")
+
+
+def test_address_pool_gives_each_gateway_its_own_address_and_keeps_it(env: Env) -> None:
+    """Issue 8 part 1 against the real API server: two HTTP Gateways on one port with no
+    hostname are both Accepted and Programmed, each on its own address from the pool, each
+    serving its own route; the addresses are in status.addresses and survive a restart of
+    the controller (allocation is sticky through the status the controller reads back)."""
+    api, ns = env.api, env.ns
+    pool_net = random.randint(10, 250)  # 127.<n>.7.0/29: hosts .1-.6, private to this test
+    pool, first, second = (f"127.{pool_net}.7.0/29", f"127.{pool_net}.7.1",
+                           f"127.{pool_net}.7.2")
+    [port] = free_ports("127.0.0.1", 1)
+    api.create(service(ns, "web"))
+    for name in ("one", "two"):
+        api.create(gateway(ns, name, env.gc, [listener("http", port)]))
+        api.create(route(ns, name, [{"name": name}], [rule(backend("web"))]))
+
+    def gateway_state() -> dict[str, tuple[Any, ...]] | None:
+        out = {}
+        for name in ("one", "two"):
+            st = env.gw(name).get("status") or {}
+            c = conds(st.get("conditions"))
+            if not c or c["Programmed"]["reason"] == "Pending":
+                return None
+            out[name] = (brief(c["Accepted"]), brief(c["Programmed"]),
+                         [a["value"] for a in st.get("addresses") or ()])
+        return out
+
+    ctl = env.controller(extra=("--address-pool", pool))
+    with logs_on_failure(ctl):
+        state = wait_until(gateway_state, 20, "both Gateways' status", (ctl,))
+        assert state == {"one": (("True", "Accepted"), ("True", "Programmed"), [first]),
+                         "two": (("True", "Accepted"), ("True", "Programmed"), [second])}
+        for addr in (first, second):  # each address serves (503: the Service has no pods)
+            wait_until(lambda a=addr: http_get(a, port, "/", timeout=2)[0] == 503, 20,
+                       f"{addr}:{port} serving", (ctl,))
+    ctl.stop()
+    # While no controller runs, the oldest Gateway goes and a new one comes. Without
+    # stickiness "two" would move to the lowest address; it keeps its own (read back from
+    # its status), and the new Gateway re-uses the freed one.
+    api.delete("Gateway", ns, "one")
+    api.create(gateway(ns, "three", env.gc, [listener("http", port)]))
+    ctl2 = env.controller(extra=("--address-pool", pool))
+    with logs_on_failure(ctl2):
+        def three() -> list[str] | None:
+            st = env.gw("three").get("status") or {}
+            return [a["value"] for a in st.get("addresses") or ()] or None
+        assert wait_until(three, 20, "the third Gateway's address", (ctl2,)) == [first]
+        assert [a["value"] for a in env.gw("two")["status"]["addresses"]] == [second]
+        wait_until(lambda: http_get(first, port, "/", timeout=2)[0] == 404, 20,
+                   f"{first}:{port} serving the new Gateway (no route: 404)", (ctl2,))
