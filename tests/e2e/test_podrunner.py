@@ -319,3 +319,44 @@ async def test_deleted_pod_is_torn_down(runner: dict, kube: client.ApiClient) ->
     # The ReplicaSet's replacement comes up on a fresh address.
     (new,) = await wait_for(lambda: ready_pods(core, ns, "d", 1), 60, "replacement Ready")
     assert new.metadata.uid != pod.metadata.uid and new.status.pod_ip != pod.status.pod_ip
+
+
+async def test_pod_waits_for_secret_created_later(runner: dict, kube: client.ApiClient) -> None:
+    """The conformance Setup creates TLS Secrets after the Deployments that mount them."""
+    core = client.CoreV1Api(kube)
+    ns = await new_namespace(kube)
+    await core.create_namespaced_pod(ns, {"metadata": {"name": "tls", "labels": {"app": "tls"}},
+        "spec": {"containers": [{
+            "name": "c", "image": "registry.k8s.io/gateway-api/echo-basic:v1.5.1",
+            "ports": [{"containerPort": 8443}],
+            "env": [{"name": "TLS_SERVER_CERT", "value": "/etc/secret-volume/crt"},
+                    {"name": "TLS_SERVER_PRIVKEY", "value": "/etc/secret-volume/key"}],
+            "volumeMounts": [{"name": "secret-volume", "mountPath": "/etc/secret-volume"}]}],
+            "volumes": [{"name": "secret-volume", "secret": {
+                "secretName": "later", "items": [{"key": "tls.crt", "path": "crt"},
+                                                 {"key": "tls.key", "path": "key"}]}}]}})
+
+    async def waiting_for_mount() -> Any:
+        p = await core.read_namespaced_pod("tls", ns)
+        cs = p.status.container_statuses or []
+        w = cs[0].state.waiting if cs else None
+        return p if w and w.reason == "ContainerCreating" and "later" in (w.message or "") \
+            else None
+
+    p = await wait_for(waiting_for_mount, 30, "Pending on the missing Secret")
+    assert p.status.phase == "Pending" and netns_pids(runner, p.metadata.uid) == []
+    work = Path(tempfile.mkdtemp(prefix="rauta-podrunner-cert-"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(work / "k"),
+                    "-out", str(work / "c"), "-days", "1", "-subj", "/CN=tls.example"],
+                   check=True, capture_output=True, timeout=60)
+    await core.create_namespaced_secret(ns, {"metadata": {"name": "later"}, "type": "kubernetes.io/tls",
+        "data": {"tls.crt": base64.b64encode((work / "c").read_bytes()).decode(),
+                 "tls.key": base64.b64encode((work / "k").read_bytes()).decode()}})
+    (p,) = await wait_for(lambda: ready_pods(core, ns, "tls", 1), 60, "TLS pod Ready")
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(work / "c"))
+    ctx.check_hostname = False
+    with urllib.request.urlopen(f"https://{p.status.pod_ip}:8443/tls", context=ctx,
+                                timeout=5) as r:
+        assert json.loads(r.read())["path"] == "/tls"
