@@ -360,3 +360,30 @@ async def test_pod_waits_for_secret_created_later(runner: dict, kube: client.Api
     with urllib.request.urlopen(f"https://{p.status.pod_ip}:8443/tls", context=ctx,
                                 timeout=5) as r:
         assert json.loads(r.read())["path"] == "/tls"
+
+
+async def test_namespace_deletion_completes(runner: dict, kube: client.ApiClient) -> None:
+    """The suite's cleanup deletes namespaces: the runner must finalise every kind of Pod."""
+    core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
+    ns = await new_namespace(kube)
+    await apps.create_namespaced_deployment(ns, deployment(
+        "e", "registry.k8s.io/gateway-api/echo-basic:v1.5.1", replicas=2))
+    await apps.create_namespaced_deployment(ns, deployment(
+        "dns", "registry.k8s.io/coredns/coredns:v1.12.2"))
+    await core.create_namespaced_pod(ns, {"metadata": {"name": "x"}, "spec": {
+        "containers": [{"name": "c", "image": "docker.io/library/nginx:1.27"}]}})
+    pods = await wait_for(lambda: ready_pods(core, ns, "e", 2), 60, "echo pods Ready")
+    await wait_for(lambda: ready_pods(core, ns, "dns", 1), 60, "placeholder Ready")
+    await core.delete_namespace(ns)
+
+    async def gone() -> bool:
+        try:
+            await core.read_namespace(ns)
+            return False
+        except ApiException as e:
+            return e.status == 404
+
+    await wait_for(gone, 90, f"namespace {ns} deleted")
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for p in pods:
+        assert netns_of(runner, p.metadata.uid) not in netns
