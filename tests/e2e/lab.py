@@ -2,9 +2,10 @@
 
 The lab runs three processes built from source by ``scripts/build-lab.sh`` (versions
 pinned in ``lab/go.mod``): etcd, kube-apiserver and kube-controller-manager (only the
-endpoints/EndpointSlice, garbage-collector and namespace controllers). There is no
-kubelet, scheduler or network: tests create Node objects, put Pods on them with
-``spec.nodeName`` and write Pod status themselves. The Gateway API standard-channel CRDs
+deployment, replicaset, endpoints/EndpointSlice, garbage-collector and namespace
+controllers). There is no kubelet, scheduler or network: tests create Node objects, put
+Pods on them with ``spec.nodeName`` and write Pod status themselves, or run the pod runner
+(``tests/e2e/podrunner.py``), which plays kubelet and scheduler for one Node. The Gateway API standard-channel CRDs
 are applied and waited for (Established) before the lab is handed out.
 
 Every process binds 127.0.0.1 only. Certificates come from the ``openssl`` CLI. The
@@ -46,7 +47,11 @@ LAB_GO_MOD = REPO / "lab" / "go.mod"
 
 SERVICE_CIDR = "10.96.0.0/16"
 ADMIN_TOKEN_USER = "rauta-lab-admin"
+# Deployments and ReplicaSets make Pods for the pod runner (tests/e2e/podrunner.py).
+# node-lifecycle and podgc stay off: with no node heartbeats they would taint and evict.
 KCM_CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
     "endpointslice-controller",
     "endpoints-controller",
     "garbage-collector-controller",
