@@ -183,7 +183,14 @@ _RUN = re.compile(r"^=== (RUN|CONT|NAME|PAUSE)\s+(\S+)")
 _RESULT = re.compile(r"^\s*--- (PASS|FAIL|SKIP): (\S+) \(([\d.]+)s\)")
 _GOLINE = re.compile(r"^\s+([\w.-]+\.go:\d+): (.*)$")
 _TESTIFY_ERR = re.compile(r"^\s+Error:\s+(.*)$")
+_FATAL = re.compile(r"(?i)timeout while waiting|timed out|\bfailed\b|\berror\b|unexpected|"
+                    r"expected .* but|should have|must|not found|mismatch")
+_TS = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z: ")
 _TESTIFY_CONT = re.compile(r"^\s+\t?\s{10,}\t?(\S.*)$")
+
+
+def _strip_ts(msg: str) -> str:
+    return _TS.sub("", msg)
 
 
 def _top(name: str) -> str | None:
@@ -195,7 +202,9 @@ def parse_go_test(text: str) -> dict[str, Any]:
     """Per top-level test (TestConformance/<Name>): result, seconds, first error line."""
     results: dict[str, dict[str, Any]] = {}
     errors: dict[str, list[str]] = {}
-    golines: dict[str, list[str]] = {}
+    started: dict[str, None] = {}
+    last_reason: dict[str, str] = {}
+    skipped: set[str] = set()
     current: str | None = None
     first_run_line: int | None = None
     lines = text.splitlines()
@@ -204,6 +213,8 @@ def parse_go_test(text: str) -> dict[str, Any]:
         ln = lines[i]
         if m := _RUN.match(ln):
             current = m.group(2)
+            if (top := _top(current)) and m.group(1) == "RUN":
+                started.setdefault(top, None)
             if first_run_line is None and _top(current):
                 first_run_line = i
         elif m := _RESULT.match(ln):
@@ -223,8 +234,24 @@ def parse_go_test(text: str) -> dict[str, Any]:
                     break
             errors.setdefault(current, []).append(msg)
         elif (m := _GOLINE.match(ln)) and current:
-            golines.setdefault(current, []).append(f"{m.group(1)}: {m.group(2)}")
+            where, msg = m.group(1), _strip_ts(m.group(2))
+            if msg.startswith("Skipping ") and (top := _top(current)):
+                skipped.add(top)
+            if "not ready yet" in msg:
+                # the suite's polling: keep the latest reason, it explains a later timeout
+                why = msg.split("not ready yet", 1)[1].lstrip(":, ")
+                last_reason[current] = re.sub(r"\s*\(after [\d.]+m?s\)$", "", why)
+            elif _FATAL.search(msg):
+                why = last_reason.get(current)
+                errors.setdefault(current, []).append(
+                    f"{where}: {msg}" + (f" (last: {why})" if why else ""))
         i += 1
+    panic = next((ln.strip() for ln in lines if ln.startswith("panic: ")), None)
+    for top in started:
+        # no result line: the run ended (timeout panic, kill) before the test finished,
+        # or before go test printed the subtests' results (it does at the parent's end)
+        results.setdefault(top, {"result": "SKIP" if top in skipped else "UNFINISHED",
+                                 "seconds": 0.0})
     tests: dict[str, dict[str, Any]] = {}
     for top, r in results.items():
         err = None
@@ -232,16 +259,11 @@ def parse_go_test(text: str) -> dict[str, Any]:
         for name in [n for n in errors if _top(n) == top]:
             err = errors[name][0]
             break
-        if err is None:
-            cands = [n for n in golines if _top(n) == top]
-            for name in cands:
-                fails = [x for x in golines[name]
-                         if re.search(r"(?i)fail|error|timed out|unexpected|expected", x)]
-                if fails:
-                    err = fails[-1]
-                    break
+        if err is None and (why := next((last_reason[n] for n in last_reason
+                                          if _top(n) == top), None)):
+            err = f"(still polling) {why}"
         tests[top] = {**r, "error": err}
-    return {"tests": tests, "first_test_line": first_run_line}
+    return {"tests": tests, "first_test_line": first_run_line, "panic": panic}
 
 
 def summarize(report_path: Path, go_log: Path, out: Path,
@@ -267,6 +289,8 @@ def summarize(report_path: Path, go_log: Path, out: Path,
             md.append(f"- {k}: {v:.0f} s")
     if note:
         md.append(f"- {note}")
+    if parsed["panic"]:
+        md.append(f"- the suite panicked: `{_clip(parsed['panic'])}`")
     md.append("")
     for prof in report.get("profiles", []) or []:
         md += [f"## Profile {prof.get('name')}", ""]
@@ -299,13 +323,17 @@ def summarize(report_path: Path, go_log: Path, out: Path,
                         md += [f"{key} ({len(p[key])}): {', '.join(p[key])}", ""]
     # From the log alone (also when there is no report).
     if tests:
-        c = {k: sum(1 for t in tests.values() if t["result"] == k) for k in ("PASS", "FAIL", "SKIP")}
+        c = {k: sum(1 for t in tests.values() if t["result"] == k)
+             for k in ("PASS", "FAIL", "SKIP", "UNFINISHED")}
         md += ["## All tests run (from the go test -v log)", "",
-               f"{c['PASS']} passed, {c['FAIL']} failed, {c['SKIP']} skipped.", "",
+               f"{c['PASS']} passed, {c['FAIL']} failed, {c['SKIP']} skipped, "
+               f"{c['UNFINISHED']} without a result (UNFINISHED: the run ended first; "
+               "its error, if any, is the first one the log shows).", "",
                "| Test | Result | Seconds | First error |", "|---|---|---|---|"]
-        for name in sorted(tests, key=lambda n: (tests[n]["result"] != "FAIL", n)):
+        order = {"FAIL": 0, "UNFINISHED": 1, "PASS": 2, "SKIP": 3}
+        for name in sorted(tests, key=lambda n: (order.get(tests[n]["result"], 4), n)):
             t = tests[name]
-            err = _clip(t["error"]) if t["result"] == "FAIL" and t["error"] else ""
+            err = _clip(t["error"]) if t["result"] in ("FAIL", "UNFINISHED") and t["error"] else ""
             md.append(f"| {name} | {t['result']} | {t['seconds']:.1f} | {err.replace('|', '/')} |")
         md.append("")
     else:
