@@ -358,13 +358,21 @@ def main() -> int:
     ap.add_argument("--logdir", default=None, help="where process logs go (default: a temp dir)")
     ap.add_argument("--summarize-only", metavar="GO_TEST_LOG",
                     help="only (re)write summary.md from this log and the report YAML")
+    ap.add_argument("--report-name", default=None,
+                    help="write reports/<version>/<NAME>.yaml and <NAME>-summary.md instead of "
+                         "rauta.yaml and summary.md (e.g. for a subset run)")
+    ap.add_argument("--node", default=None,
+                    help="the pod runner's Node name (default: unique per run; the runner "
+                         "derives its bridge and netns names from it, and a runner started "
+                         "with the same name elsewhere on the host deletes them)")
     ap.add_argument("suite_args", nargs="*", help="after --: extra suite flags")
     args = ap.parse_args()
 
     cdir = conformance_dir()
     version = versions_env(cdir).get("CONFORMANCE_VERSION", "v1.6.3")
-    report = REPO / "conformance" / "reports" / version / "rauta.yaml"
-    summary = report.with_name("summary.md")
+    name = args.report_name or "rauta"
+    report = REPO / "conformance" / "reports" / version / f"{name}.yaml"
+    summary = report.with_name(f"{name}-summary.md" if args.report_name else "summary.md")
     if args.summarize_only:
         print(summarize(report, Path(args.summarize_only), summary))
         return 0
@@ -405,7 +413,8 @@ def main() -> int:
         pr = procs.spawn("podrunner", [
             python(), "-m", "tests.e2e.podrunner", "--kubeconfig", str(lab.kubeconfig),
             "--echo-basic", str(cdir / "bin" / "echo-basic"),
-            "--state-dir", str(logdir / "pods"), "--ready-file", str(ready)],
+            "--state-dir", str(logdir / "pods"), "--ready-file", str(ready),
+            "--node", args.node or f"rauta-conf-{os.getpid()}-{os.urandom(2).hex()}"],
             stop_timeout=90)
         wait_for(ready.is_file, 60, "pod runner ready", [pr], [logdir / "podrunner.log"])
         log(f"pod runner ready: {ready.read_text().strip()}")
@@ -428,6 +437,8 @@ def main() -> int:
         if "GatewayStaticAddresses" in features_flag().split(","):
             extra += [f"--usable-address={USABLE_ADDRESS}",
                       f"--unusable-address={UNUSABLE_ADDRESS}"]
+        if args.report_name:
+            extra.append(f"--report-output={report}")  # the last one given wins
         extra += args.suite_args
         env = child_env()
         env["KUBECONFIG"] = str(lab.kubeconfig)
