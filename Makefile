@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test venv system lint typecheck lab conformance-build unit quickstart goldens bench clean
+.PHONY: test venv system lint typecheck lab conformance-build conformance unit quickstart goldens bench clean
 
 # Debian packages the tests use: nginx-light (the side-by-side strictness judge) and wrk
 # (benchmarks). Installed only when missing and when we are root (CI is); otherwise the
@@ -40,6 +40,17 @@ conformance-build:
 	@if command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ]; then \
 		bash scripts/build-conformance.sh; \
 	else echo "conformance-build: Go not found" >&2; exit 3; fi
+
+# The whole conformance run on the lab (root): lab + suite builds, then
+# conformance/run_lab.py (lab, pod runner, rauta controller --address-pool, GatewayClass,
+# scripts/run-conformance.sh). Writes conformance/reports/<version>/{rauta.yaml,summary.md}.
+# Not part of `make test`. CONFORMANCE_ARGS goes to run_lab.py, e.g.
+#   make conformance CONFORMANCE_ARGS='--timeout 25m -- --run-test=HTTPRouteSimpleSameNamespace'
+CONFORMANCE_ARGS ?=
+conformance: $(STAMP)
+	bash scripts/build-lab.sh
+	bash scripts/build-conformance.sh
+	PYTHONPATH=$(CURDIR) $(BIN)/python conformance/run_lab.py $(CONFORMANCE_ARGS)
 
 # The full suite: lint, strict types for the pure model, the lab build, then every test
 # with the CI hypothesis profile (>= 200 examples per state machine).
