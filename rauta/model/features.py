@@ -62,8 +62,9 @@ FEATURES: tuple[Feature, ...] = (
     _yes("GatewayPort8080", "extended", "listeners bind any port"),
     _yes("GatewayHTTPListenerIsolation", "extended",
          "a request is served only by the most specific listener whose hostname fits Host"),
-    _yes("GatewayHTTPSListenerDetectMisdirectedRequests", "extended",
-         "421 when the TLS SNI name and Host select different listeners"),
+    _no("GatewayHTTPSListenerDetectMisdirectedRequests", "extended",
+        "421 on a Host/SNI mismatch is implemented, but the suite's test reuses an HTTP/2 "
+        "connection (ALPN h2) and rauta speaks HTTP/1.1 only"),
     _no("GatewayStaticAddresses", "extended",
         "implemented with --address-pool; not yet run against the suite"),
     _no("GatewayAddressEmpty", "extended",
