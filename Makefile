@@ -35,7 +35,8 @@ lab:
 
 # The official Gateway API conformance suite v1.6.3 (conformance/go.mod), unmodified: its
 # test binary and echo-basic, cached outside the repo by version like the lab (~4 min cold
-# at -p 1, <1 s warm). Not part of `make test`; run it with scripts/run-conformance.sh.
+# at -p 1, <1 s warm). `make test` runs its GATEWAY-HTTP core profile through
+# tests/e2e/test_conformance_core.py (which builds it); `make conformance` runs everything.
 conformance-build:
 	@if command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ]; then \
 		bash scripts/build-conformance.sh; \
