@@ -127,7 +127,10 @@ def parse_rfc3339(s: str) -> dt.datetime:
         frac = "".join(ch for ch in rest if ch.isdigit())
         tz = rest[len(frac):]
         s = f"{head}.{frac[:6].ljust(6, '0')}{tz}"
-    return dt.datetime.fromisoformat(s)
+    parsed = dt.datetime.fromisoformat(s)
+    # Always aware (UTC when no offset is written): naive and aware times cannot be
+    # compared, and the kubelet's sinceTime filter compares them.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
 
 
 def cri_line(stream: str, line: bytes) -> bytes:
@@ -141,6 +144,8 @@ def render_log(path: Path, *, since: dt.datetime | None, tail: int | None,
         raw = path.read_bytes().splitlines()
     except OSError:
         return b""
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
     out = []
     for rec in raw:
         ts, _, rest = rec.partition(b" ")
