@@ -31,10 +31,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="$REPO/conformance"
 
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
-  export PATH="/usr/local/go/bin:$PATH"
-fi
-command -v go >/dev/null 2>&1 || { echo "build-conformance: go not found on PATH" >&2; exit 3; }
+NAME=build-conformance
+# shellcheck source=scripts/go-env.sh
+source "$REPO/scripts/go-env.sh"
 
 modver() { awk -v m="$1" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$SRC/go.mod"; }
 SUITE_VERSION="$(modver sigs.k8s.io/gateway-api/conformance)"
@@ -46,16 +45,8 @@ GWAPI_VERSION="$(modver sigs.k8s.io/gateway-api)"
 [ "$SUITE_VERSION" = "$GWAPI_VERSION" ] || {
   echo "build-conformance: conformance $SUITE_VERSION != gateway-api $GWAPI_VERSION in $SRC/go.mod" >&2; exit 2; }
 
-CACHE="${RAUTA_LAB_CACHE:-$HOME/.cache/rauta-lab}"
 OUT="$CACHE/conformance-$SUITE_VERSION"
 mkdir -p "$OUT/bin"
-
-JOBS="${RAUTA_LAB_JOBS:-2}"
-export GOMAXPROCS="${GOMAXPROCS:-$JOBS}"
-export GOFLAGS="-mod=readonly -buildvcs=false"   # go.sum is committed: never rewrite it
-export GOTOOLCHAIN=local
-export CGO_ENABLED=0
-export GOGC="${GOGC:-75}"
 
 now() { date +%s; }
 T0=$(now)

@@ -16,11 +16,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LAB_SRC="$REPO/lab"
 
-# The official tarball's default place, for shells whose PATH lacks it.
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
-  export PATH="/usr/local/go/bin:$PATH"
-fi
-command -v go >/dev/null 2>&1 || { echo "build-lab: go not found on PATH" >&2; exit 3; }
+NAME=build-lab
+# shellcheck source=scripts/go-env.sh
+source "$REPO/scripts/go-env.sh"
 
 modver() { awk -v m="$1" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$LAB_SRC/go.mod"; }
 K8S_VERSION="$(modver k8s.io/kubernetes)"
@@ -29,17 +27,9 @@ ETCD_VERSION="$(modver go.etcd.io/etcd/server/v3)"
 [ -n "$K8S_VERSION" ] && [ -n "$GWAPI_VERSION" ] && [ -n "$ETCD_VERSION" ] || {
   echo "build-lab: cannot read versions from $LAB_SRC/go.mod" >&2; exit 2; }
 
-CACHE="${RAUTA_LAB_CACHE:-$HOME/.cache/rauta-lab}"
 OUT="$CACHE/k8s-$K8S_VERSION-gwapi-$GWAPI_VERSION-etcd-$ETCD_VERSION"
 mkdir -p "$OUT/bin"
 
-JOBS="${RAUTA_LAB_JOBS:-2}"
-export GOMAXPROCS="${GOMAXPROCS:-$JOBS}"
-export GOFLAGS="-mod=readonly -buildvcs=false"   # go.sum is committed: never rewrite it
-export GOTOOLCHAIN=local
-export CGO_ENABLED=0
-# Peak memory of the link steps stays well under the machine's size; keep the GC tight.
-export GOGC="${GOGC:-75}"
 
 now() { date +%s; }
 T0=$(now)
