@@ -19,11 +19,13 @@
 #   features.txt          every feature name of sigs.k8s.io/gateway-api/pkg/features,
 #                         from `go run ./featurelist` (conformance/featurelist/main.go
 #                         iterates the Go sets and checks they cover AllFeatures)
+#   tests.txt             every test of the suite with the features it needs, from
+#                         `go run ./testlist` (conformance/testlist/main.go)
 #   versions.env
 #
-# features.txt is also vendored as conformance/features-<version>.txt (tests/unit/
-# test_features.py reads it, without Go). When the vendored copy is missing or differs,
-# this script rewrites it and says so: commit the change.
+# features.txt and tests.txt are also vendored as conformance/{features,tests}-<version>.txt
+# (tests/unit/test_features.py and `python -m rauta.features` read them, without Go). When
+# a vendored copy is missing or differs, this script rewrites it and says so: commit it.
 #
 # On success the last line printed is CONFORMANCE_DIR=<the cache directory>.
 set -euo pipefail
@@ -78,11 +80,18 @@ if [ ! -s "$OUT/features.txt" ]; then
   mv -f "$OUT/.features.tmp" "$OUT/features.txt"
   echo "build-conformance: $(wc -l < "$OUT/features.txt") feature names listed"
 fi
-VENDORED="$SRC/features-$SUITE_VERSION.txt"
-if ! cmp -s "$OUT/features.txt" "$VENDORED"; then
-  cp "$OUT/features.txt" "$VENDORED"
-  echo "build-conformance: wrote ${VENDORED#"$REPO"/} (changed: commit it)"
+if [ ! -s "$OUT/tests.txt" ]; then
+  (cd "$SRC" && go run -p "$JOBS" -trimpath ./testlist) > "$OUT/.tests.tmp"
+  mv -f "$OUT/.tests.tmp" "$OUT/tests.txt"
+  echo "build-conformance: $(wc -l < "$OUT/tests.txt") conformance tests listed"
 fi
+for list in features tests; do
+  VENDORED="$SRC/$list-$SUITE_VERSION.txt"
+  if ! cmp -s "$OUT/$list.txt" "$VENDORED"; then
+    cp "$OUT/$list.txt" "$VENDORED"
+    echo "build-conformance: wrote ${VENDORED#"$REPO"/} (changed: commit it)"
+  fi
+done
 
 cat > "$OUT/versions.env" <<EOT
 CONFORMANCE_VERSION=$SUITE_VERSION

@@ -16,21 +16,26 @@ Rules:
   addresses are handed out (``.hosts()``: no network or broadcast address in IPv4
   prefixes shorter than /31, no Subnet-Router anycast address in IPv6).
 - Phase 1, in age order:
-  - a Gateway with ``spec.addresses`` of type IPAddress claims the first one that is a
-    valid IP, a host address of the pool, and not claimed by an older Gateway. If none
-    is usable it gets ``AddressNotAssigned`` (a Programmed reason: "the underlying
-    implementation and network have yet to ... assign addresses"), with a message
-    naming each address and why (not an IP / outside the pool / taken by Gateway x);
-    it never falls back to a pool address the user did not ask for;
-  - a Gateway with a ``spec.addresses`` entry of any other type (Hostname included:
-    rauta binds IPs) gets ``UnsupportedAddress`` (an Accepted reason: "the Gateway could
-    not be accepted because an address that was provided is a type which is not
-    supported by the implementation") and no address;
-  - a Gateway without static addresses keeps the first IPAddress of its current
+  - a Gateway with a ``spec.addresses`` entry of a type other than IPAddress (Hostname
+    included: rauta binds IPs) gets ``UnsupportedAddress`` (an Accepted reason: "the
+    Gateway could not be accepted because an address that was provided is a type which
+    is not supported by the implementation") and no address;
+  - rauta serves a Gateway on exactly one address, and the spec says every address it
+    assigns MUST carry all the listeners; so more than one IPAddress entry gets
+    ``AddressNotUsable`` (a Programmed reason), never a silent pick of one of them;
+  - one IPAddress entry with a value claims it when it is a valid IP, a host address of
+    the pool, and not claimed by an older Gateway; otherwise ``AddressNotUsable`` ("a
+    provided static address can't be used", "the address is already in use"), with a
+    message naming the address and why; it never falls back to a pool address the user
+    did not ask for;
+  - one IPAddress entry with no value (GatewayAddressEmpty: "assign me an address of this
+    type") is treated like no entry;
+  - a Gateway without a static value keeps the first IPAddress of its current
     ``status.addresses`` when that is still a free host address of the pool (sticky:
     an address never moves while it stays valid).
 - Phase 2, in age order: every Gateway still without an address takes the lowest free
-  host address of the pool; when none is left it gets ``AddressNotAssigned``.
+  host address of the pool; when none is left it gets ``AddressNotAssigned`` (the spec's
+  reason for "yet to assign addresses").
 - Addresses are compared in canonical form (``str(ipaddress.ip_address(v))``).
 """
 
@@ -96,25 +101,32 @@ def _free(net: IPNetwork, claimed: dict[str, str]) -> Iterable[str]:
 
 def _static(gw: Gateway, net: IPNetwork, claimed: dict[str, str]
             ) -> tuple[str, tuple[Reason, str] | None]:
-    """Phase 1 for a Gateway with spec.addresses: its claimed address or its problem."""
+    """Phase 1 for a Gateway with spec.addresses: its claimed address ("" when it asked
+    for none in particular), or its problem."""
     other = sorted({a.type for a in gw.spec.addresses if a.type != "IPAddress"})
     if other:
         return "", (Reason.UNSUPPORTED_ADDRESS,
                     "spec.addresses of type " + ", ".join(other) + " cannot be used with "
                     f"the address pool {net}: rauta binds IP addresses (use type IPAddress)")
-    why: list[str] = []
-    for entry in gw.spec.addresses:
-        ip = _ip(entry.value)
-        if ip is None:
-            why.append(f"{entry.value!r} is not an IP address")
-        elif not is_host(ip, net):
-            why.append(f"{ip} is outside the address pool {net}")
-        elif str(ip) in claimed:
-            why.append(f"{ip} is taken by Gateway {claimed[str(ip)]}")
-        else:
-            return str(ip), None
-    return "", (Reason.ADDRESS_NOT_ASSIGNED,
-                "no address of spec.addresses can be assigned: " + "; ".join(why))
+    entries = gw.spec.addresses
+    if len(entries) > 1:
+        asked = ", ".join(repr(a.value) if a.value else "(any)" for a in entries)
+        return "", (Reason.ADDRESS_NOT_USABLE,
+                    f"spec.addresses asks for {len(entries)} addresses ({asked}); rauta "
+                    "serves a Gateway on exactly one address: keep one entry")
+    value = entries[0].value.strip()
+    if not value:
+        return "", None  # "any IPAddress": allocated like a Gateway without spec.addresses
+    ip = _ip(value)
+    if ip is None:
+        why = f"{value!r} is not an IP address"
+    elif not is_host(ip, net):
+        why = f"{ip} is outside the address pool {net}"
+    elif str(ip) in claimed:
+        why = f"{ip} is already used by Gateway {claimed[str(ip)]}"
+    else:
+        return str(ip), None
+    return "", (Reason.ADDRESS_NOT_USABLE, f"spec.addresses[0]: {why}")
 
 
 def _from_status(gw: Gateway, net: IPNetwork, claimed: dict[str, str]) -> str:
@@ -141,12 +153,13 @@ def allocate(gateways: Iterable[Gateway], pool: str | None) -> dict[str, Allocat
     out: dict[str, Allocation] = {}
     for gw in ordered:  # phase 1: static addresses and addresses already in status
         key = _key(gw)
+        address = ""
         if gw.spec.addresses:
             address, problem = _static(gw, net, claimed)
             if problem is not None:
                 out[key] = Allocation(problem=problem)
                 continue
-        else:
+        if not address:
             address = _from_status(gw, net, claimed)
         if address:
             claimed[address] = key

@@ -45,6 +45,7 @@ class Reason(StrEnum):
     UNSUPPORTED_ADDRESS = "UnsupportedAddress"
     NO_RESOURCES = "NoResources"
     ADDRESS_NOT_ASSIGNED = "AddressNotAssigned"
+    ADDRESS_NOT_USABLE = "AddressNotUsable"
     # Listener
     PORT_UNAVAILABLE = "PortUnavailable"
     UNSUPPORTED_PROTOCOL = "UnsupportedProtocol"

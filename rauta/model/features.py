@@ -19,17 +19,22 @@ Rules:
   the other route kinds and the mesh only the core feature is listed (all unsupported).
 - ``supported=True`` only when the model (``rauta/model``) and the proxy (``rauta/proxy``)
   implement the feature end to end today. ``note`` says where, or what is missing.
-  Known gap for every feature alike: rauta serves all Gateways on one address, so
-  listeners of different Gateways on one port are resolved against each other (see the
-  README); that is not a per-feature limitation and is not repeated in the notes.
-- Pure data plus renderers; standard library only (the command line that prints them and
-  rewrites the README is ``rauta.features``).
+- ``needs_pool``: supported only when rauta runs with ``--address-pool`` (each Gateway
+  on its own address); GatewayClass status leaves these out when there is no pool.
+  Without a pool every Gateway shares the listen host, so listeners of different
+  Gateways on one port are resolved against each other (see the README); that is not a
+  per-feature limitation and is not repeated in the notes.
+- The README table's conformance column comes from a report (``results``): a supported
+  feature is "pass" when every test of the report's run that needs it passed. The
+  command line (``rauta.features``) reads the report and the suite's test list.
+- Pure data plus renderers; standard library only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 SUITE_VERSION = "v1.6.3"
 
@@ -42,10 +47,11 @@ class Feature:
     level: Level  # the conformance support level (core or extended)
     supported: bool
     note: str = ""
+    needs_pool: bool = False  # supported only with an address pool (--address-pool)
 
 
-def _yes(name: str, level: Level, note: str) -> Feature:
-    return Feature(name, level, True, note)
+def _yes(name: str, level: Level, note: str, needs_pool: bool = False) -> Feature:
+    return Feature(name, level, True, note, needs_pool)
 
 
 def _no(name: str, level: Level, note: str) -> Feature:
@@ -65,10 +71,11 @@ FEATURES: tuple[Feature, ...] = (
     _no("GatewayHTTPSListenerDetectMisdirectedRequests", "extended",
         "421 on a Host/SNI mismatch is implemented, but the suite's test reuses an HTTP/2 "
         "connection (ALPN h2) and rauta speaks HTTP/1.1 only"),
-    _no("GatewayStaticAddresses", "extended",
-        "implemented with --address-pool; not yet run against the suite"),
-    _no("GatewayAddressEmpty", "extended",
-        "implemented with --address-pool; not yet run against the suite"),
+    _yes("GatewayStaticAddresses", "extended",
+         "one spec.addresses IPAddress from the pool (AddressNotUsable otherwise)",
+         needs_pool=True),
+    _yes("GatewayAddressEmpty", "extended",
+         "{type: IPAddress} with no value gets a pool address", needs_pool=True),
     _no("GatewayInfrastructure", "extended", "spec.infrastructure is rejected (Accepted=False)"),
     _no("GatewayBackendClientCertificate", "extended", "spec.tls is rejected (no backend TLS)"),
     _no("GatewayFrontendClientCertificateValidation", "extended",
@@ -118,20 +125,55 @@ FEATURES: tuple[Feature, ...] = (
 )
 
 
-def supported() -> tuple[Feature, ...]:
-    return tuple(f for f in FEATURES if f.supported)
+def supported(address_pool: bool = True) -> tuple[Feature, ...]:
+    """The supported features; without an address pool, those needing one are left out."""
+    return tuple(f for f in FEATURES if f.supported and (address_pool or not f.needs_pool))
 
 
 def supported_features_flag() -> str:
-    """The value of the conformance suite's ``--supported-features`` flag (comma list)."""
+    """The value of the conformance suite's ``--supported-features`` flag (comma list);
+    the suite runs rauta with an address pool."""
     return ",".join(f.name for f in supported())
 
 
-def markdown_table() -> str:
-    """The README's feature table: feature, level (core/extended), supported, note."""
+def feature_results(report_profile: Mapping[str, Any], tests: Mapping[str, frozenset[str]],
+                    claimed: Iterable[str]) -> dict[str, str]:
+    """Per feature, what a report's run says of it: ``pass (N tests)`` / ``FAIL: tests``
+    / ``not run``. ``report_profile`` is one entry of the report's ``profiles`` (core and
+    extended, each with ``failedTests``/``skippedTests``); ``tests`` maps every suite test
+    to the features it needs; ``claimed`` is the run's supported features. A test ran when
+    all its features were claimed (the suite's rule). A core feature is judged by the
+    core tests (those needing core features only), an extended one by every test that
+    needs it."""
+    on = set(claimed)
+    core = {f.name for f in FEATURES if f.level == "core"}
+    bad: set[str] = set()
+    for part in ("core", "extended"):
+        got = report_profile.get(part) or {}
+        bad |= set(got.get("failedTests") or ()) | set(got.get("skippedTests") or ())
+    out: dict[str, str] = {}
+    for name in sorted(on):
+        scope = core if name in core else on
+        ran = sorted(t for t, need in tests.items() if name in need and need <= on & scope)
+        failed = [t for t in ran if t in bad]
+        if not ran:
+            out[name] = "not run"
+        elif failed:
+            out[name] = "FAIL: " + ", ".join(failed)
+        else:
+            out[name] = f"pass ({len(ran)} tests)" if len(ran) > 1 else "pass (1 test)"
+    return out
+
+
+def markdown_table(results: Mapping[str, str] | None = None, source: str = "") -> str:
+    """The README's feature table: feature, level, supported, conformance result (from
+    ``results``, see ``feature_results``; ``source`` names the report), note."""
+    res = results or {}
     lines = [f"Gateway API features (names as in `sigs.k8s.io/gateway-api/pkg/features` "
-             f"{SUITE_VERSION}):", "",
-             "| Feature | Level | Supported | Note |", "|---|---|---|---|"]
+             f"{SUITE_VERSION}); the conformance column is from {source or 'no report'}:", "",
+             "| Feature | Level | Supported | Conformance | Note |", "|---|---|---|---|---|"]
     for f in FEATURES:
-        lines.append(f"| `{f.name}` | {f.level} | {'yes' if f.supported else 'no'} | {f.note} |")
+        sup = ("yes, with `--address-pool`" if f.needs_pool else "yes") if f.supported else "no"
+        conf = res.get(f.name, "not claimed" if not f.supported else "not run")
+        lines.append(f"| `{f.name}` | {f.level} | {sup} | {conf} | {f.note} |")
     return "\n".join(lines) + "\n"

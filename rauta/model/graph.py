@@ -163,8 +163,8 @@ class GatewayState:
     # Why the whole Gateway is not accepted (reason, message naming the field), or None.
     rejected: tuple[Reason, str] | None = None
     address: str = ""  # the address it is served on ("" = the proxy's listen host)
-    # Why no address could be assigned (AddressNotAssigned message), or None.
-    unassigned: str | None = None
+    # Why no address could be assigned (AddressNotAssigned or AddressNotUsable, message).
+    unassigned: tuple[Reason, str] | None = None
 
     @property
     def key(self) -> str:
@@ -368,7 +368,7 @@ class Graph:
             if alloc.problem is not None and alloc.problem[0] == Reason.UNSUPPORTED_ADDRESS:
                 gw.rejected = alloc.problem
             elif alloc.problem is not None:
-                gw.unassigned = alloc.problem[1]
+                gw.unassigned = alloc.problem
             for lis in gw.listeners:
                 lis.address = gw.address
                 lis.gateway_ok = lis.gateway_ok and gw.rejected is None

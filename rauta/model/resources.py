@@ -159,7 +159,7 @@ class Listener(Frozen):
 
 class GatewayAddress(Frozen):
     type: str = "IPAddress"
-    value: str
+    value: str = ""  # empty: "assign me one of this type" (GatewayAddressEmpty)
 
 
 class GatewaySpec(Frozen):

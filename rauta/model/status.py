@@ -12,7 +12,8 @@ Rules:
 - ``merge_route_parents`` replaces only the entries whose ``controllerName`` is ours and
   keeps every other controller's entries, in their original order.
 - A Gateway's ``status.addresses`` is its own address from the model when it has one
-  (address pool), else the caller's static list, else absent.
+  (address pool), else the caller's static list, else absent: an address left in the
+  current status from before is removed.
 - Collections are tuples in a fixed order (by namespace/name; conditions in catalog order).
 """
 
@@ -232,6 +233,9 @@ def stamp(st: AnyStatus, current: Mapping[str, Any] | None, *, controller_name: 
     if isinstance(st, GatewayClassStatus):
         return {**cur, **gateway_class_status_dict(st, cur, now)}
     if isinstance(st, GatewayStatus):
-        return {**cur, **gateway_status_dict(st, cur, now, addresses)}
+        # status.addresses is wholly ours: a Gateway that lost its address must not keep
+        # showing the old one (clients would be sent to an address nothing serves).
+        kept = {k: v for k, v in cur.items() if k != "addresses"}
+        return {**kept, **gateway_status_dict(st, cur, now, addresses)}
     return {**cur, "parents": merge_route_parents(st, cur.get("parents") or (),
                                                   controller_name, now)}

@@ -101,7 +101,9 @@ class RuleError(Exception):
 
 
 # GatewayClass status.supportedFeatures (GEP-2162): what rauta implements, by name.
-SUPPORTED_FEATURES = tuple(sorted(f.name for f in _supported_features()))
+# GatewayClass status.supportedFeatures, with and without an address pool.
+SUPPORTED_FEATURES = {pool: tuple(sorted(f.name for f in _supported_features(pool)))
+                      for pool in (True, False)}
 
 def parse_duration_ms(text: str) -> int:
     """Gateway API Duration (``1h2m3s``, ``500ms``) in milliseconds; ``0s`` means none."""
@@ -356,11 +358,11 @@ def _programmed(valid: bool, port: int, applied: Applied | None,
 
 
 def _listener_status(lis: ListenerState, applied: Applied | None,
-                     unassigned: str | None) -> ListenerStatus:
+                     unassigned: tuple[Reason, str] | None) -> ListenerStatus:
     ok, reason, msg = lis.accepted
     if lis.valid and unassigned is not None:
         programmed = cond(CondType.PROGRAMMED, False, Reason.PENDING,
-                          f"the Gateway has no address: {unassigned}")
+                          f"the Gateway has no address: {unassigned[1]}")
     else:
         programmed = _programmed(lis.valid, lis.spec.port, applied, lis.address)
     conds = [cond(CondType.ACCEPTED, ok, reason, msg), programmed]
@@ -394,7 +396,7 @@ def _gateway_status(gw: GatewayState, applied: Applied | None) -> GatewayStatus:
     if accepted.status != "True":
         programmed = cond(CondType.PROGRAMMED, False, Reason.INVALID, "the Gateway is not accepted")
     elif gw.unassigned is not None:
-        programmed = cond(CondType.PROGRAMMED, False, Reason.ADDRESS_NOT_ASSIGNED, gw.unassigned)
+        programmed = cond(CondType.PROGRAMMED, False, *gw.unassigned)
     elif any(c.status == "True" for c in lis_prog):
         programmed = cond(CondType.PROGRAMMED, True, Reason.PROGRAMMED, "")
     elif any(c.reason == Reason.PENDING for c in lis_prog):
@@ -493,7 +495,8 @@ def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
 
     classes = tuple(
         GatewayClassStatus(name=name, generation=gc.metadata.generation, uid=gc.metadata.uid,
-                           supported_features=SUPPORTED_FEATURES, conditions=(
+                           supported_features=SUPPORTED_FEATURES[address_pool is not None],
+                           conditions=(
             cond(CondType.ACCEPTED, True, Reason.ACCEPTED, ""),
             cond(CondType.SUPPORTED_VERSION, True, Reason.SUPPORTED_VERSION,
                  "rauta supports Gateway API v1 (standard channel)")))

@@ -92,28 +92,53 @@ def test_freed_address_goes_to_the_next_gateway_without_one():
 def test_static_address_claims_and_problems():
     out = allocate([
         gw("inside", "2024-01-01T00:00:00Z", static=[("IPAddress", "127.0.1.10")]),
-        gw("second-choice", "2024-01-02T00:00:00Z",
-           static=[("IPAddress", "127.0.1.10"), ("IPAddress", "127.0.1.11")]),
-        gw("bad", "2024-01-03T00:00:00Z",
-           static=[("IPAddress", "10.0.0.7"), ("IPAddress", "127.0.1.10"),
-                   ("IPAddress", "nope"), ("IPAddress", "127.0.1.255")]),
+        gw("taken", "2024-01-02T00:00:00Z", static=[("IPAddress", "127.0.1.10")]),
+        gw("outside", "2024-01-03T00:00:00Z", static=[("IPAddress", "10.0.0.7")]),
+        gw("nope", "2024-01-03T00:00:01Z", static=[("IPAddress", "nope")]),
+        gw("broadcast", "2024-01-03T00:00:02Z", static=[("IPAddress", "127.0.1.255")]),
         gw("named", "2024-01-04T00:00:00Z", static=[("Hostname", "gw.example.com")]),
         gw("dyn", "2024-01-05T00:00:00Z"),
     ], POOL)
     assert out["default/inside"] == Allocation(address="127.0.1.10")
-    assert out["default/second-choice"] == Allocation(address="127.0.1.11")
-    bad = out["default/bad"]
-    assert bad.address == "" and bad.problem is not None
-    assert bad.problem[0] == Reason.ADDRESS_NOT_ASSIGNED
-    for part in ("10.0.0.7 is outside the address pool 127.0.1.0/24",
-                 "127.0.1.10 is taken by Gateway default/inside",
-                 "'nope' is not an IP address",
-                 "127.0.1.255 is outside"):  # the broadcast address is not a host
-        assert part in bad.problem[1]
+    for name, part in (("taken", "127.0.1.10 is already used by Gateway default/inside"),
+                       ("outside", "10.0.0.7 is outside the address pool 127.0.1.0/24"),
+                       ("nope", "'nope' is not an IP address"),
+                       ("broadcast", "127.0.1.255 is outside")):  # broadcast is no host
+        bad = out[f"default/{name}"]
+        assert bad.address == "" and bad.problem is not None, name
+        assert bad.problem[0] == Reason.ADDRESS_NOT_USABLE, name
+        assert part in bad.problem[1], (name, bad.problem[1])
     named = out["default/named"]
     assert named.address == "" and named.problem is not None
     assert named.problem[0] == Reason.UNSUPPORTED_ADDRESS and "Hostname" in named.problem[1]
     assert out["default/dyn"] == Allocation(address="127.0.1.1")
+
+
+def test_several_static_addresses_are_refused_not_picked_from():
+    # The spec: every assigned address carries all listeners; rauta serves a Gateway on
+    # one address, so two entries (even both usable) are refused rather than half-served.
+    # This is also the conformance suite's "unusable + usable" step (AddressNotUsable).
+    out = allocate([gw("two", static=[("IPAddress", "10.0.0.7"), ("IPAddress", "127.0.1.11")])],
+                   POOL)["default/two"]
+    assert out.address == "" and out.problem is not None
+    assert out.problem[0] == Reason.ADDRESS_NOT_USABLE
+    assert "2 addresses" in out.problem[1] and "'10.0.0.7'" in out.problem[1]
+
+
+def test_an_address_without_a_value_is_assigned_from_the_pool():
+    # GatewayAddressEmpty: {type: IPAddress} with no value asks for any address.
+    out = addrs(allocate([gw("a"), gw("empty", "2024-02-01T00:00:00Z",
+                                      static=[("IPAddress", "")])], POOL))
+    assert out == {"default/a": "127.0.1.1", "default/empty": "127.0.1.2"}
+    sticky = addrs(allocate([gw("empty", static=[("IPAddress", "")], status="127.0.1.9")],
+                            POOL))
+    assert sticky == {"default/empty": "127.0.1.9"}
+    # As the conformance manifest writes it: the value left out altogether.
+    absent = parse_object({"kind": "Gateway", "metadata": {"name": "x", "namespace": "d"},
+                           "spec": {"gatewayClassName": "rauta", "addresses": [{"type": "IPAddress"}],
+                                    "listeners": [{"name": "h", "port": 80, "protocol": "HTTP"}]}})
+    assert isinstance(absent, Gateway)
+    assert addrs(allocate([absent], POOL)) == {"d/x": "127.0.1.1"}
 
 
 def test_static_address_beats_a_newer_gateways_status_address():
@@ -225,7 +250,7 @@ def test_unassigned_gateway_is_accepted_but_not_programmed_or_served():
     (status,) = out.statuses.gateways
     accepted, programmed = status.conditions
     assert (accepted.status, accepted.reason) == ("True", Reason.ACCEPTED)
-    assert (programmed.status, programmed.reason) == ("False", Reason.ADDRESS_NOT_ASSIGNED)
+    assert (programmed.status, programmed.reason) == ("False", Reason.ADDRESS_NOT_USABLE)
     assert status.addresses == ()
     lis = {c.type.value: c for c in status.listeners[0].conditions}
     assert (lis["Programmed"].status, lis["Programmed"].reason) == ("False", Reason.PENDING)

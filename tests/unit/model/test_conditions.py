@@ -34,6 +34,7 @@ SPEC_REASONS = {
     "UNSUPPORTED_ADDRESS": "UnsupportedAddress",
     "NO_RESOURCES": "NoResources",
     "ADDRESS_NOT_ASSIGNED": "AddressNotAssigned",
+    "ADDRESS_NOT_USABLE": "AddressNotUsable",
     "PORT_UNAVAILABLE": "PortUnavailable",
     "UNSUPPORTED_PROTOCOL": "UnsupportedProtocol",
     "HOSTNAME_CONFLICT": "HostnameConflict",

@@ -16,6 +16,7 @@ from rauta.model.status import (
     RouteStatus,
     gateway_status_dict,
     merge_route_parents,
+    stamp,
     stamp_conditions,
 )
 
@@ -139,6 +140,20 @@ def test_gateway_status_dict_stamps_listeners_by_name_and_adds_addresses() -> No
     assert ls["attachedRoutes"] == 2
     assert ls["conditions"][0]["lastTransitionTime"] == T_NOW
     assert ls["conditions"][0]["observedGeneration"] == 5
+
+
+def test_stamp_removes_an_address_the_gateway_no_longer_has() -> None:
+    # A pool Gateway that lost its address (pool exhausted, address refused) must not
+    # keep advertising the old one; fields rauta does not own are kept.
+    gs = GatewayStatus(namespace="infra", name="gw", generation=2, conditions=(ACCEPTED,),
+                       listeners=())
+    current = {"addresses": [{"type": "IPAddress", "value": "127.0.1.7"}], "other": 1}
+    out = stamp(gs, current, controller_name=OURS, now=T_NOW)
+    assert "addresses" not in out and out["other"] == 1
+    assert current["addresses"] == [{"type": "IPAddress", "value": "127.0.1.7"}]  # unmutated
+    moved = gs.model_copy(update={"addresses": (("IPAddress", "127.0.1.8"),)})
+    assert stamp(moved, current, controller_name=OURS, now=T_NOW)["addresses"] == [
+        {"type": "IPAddress", "value": "127.0.1.8"}]
 
 
 def test_applied_failure_lookup() -> None:
