@@ -542,6 +542,17 @@ def h2_response_headers(status: int, headers: Iterable[tuple[str, str]]
     return out
 
 
+def h2_simple_response(status: int, text: str, headers: Iterable[tuple[str, str]] = (),
+                       head_only: bool = False) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The HTTP/2 field block and body of a proxy-made answer (``simple_response``'s)."""
+    payload = (text + "\n").encode("utf-8") if text else b""
+    out: Headers = list(headers)
+    if payload:
+        out.append(("content-type", "text/plain; charset=utf-8"))
+    out.append(("content-length", str(len(payload))))
+    return h2_response_headers(status, out), b"" if head_only else payload
+
+
 def split_target(target: str) -> tuple[str, str]:
     """``(path, query)`` of an origin-form request target; the query is kept untouched.
 

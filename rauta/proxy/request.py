@@ -22,6 +22,13 @@ Rules:
   unless ``allow_trace``, with an ``Allow`` header.
 - Refusals are returned as ``Decision(kind="error")``, so the caller answers every
   refusal the way it answers routing's own errors (and records it with the same labels).
+- An HTTP/2 request (``h2_request``) is refused before routing when its fields exceed
+  ``max_head_bytes`` or ``max_headers`` (431), its method is refused, or ``:scheme`` is
+  not http/https (400). Its body is framed upstream with the client's Content-Length,
+  else ``known_length`` (the whole body was seen with the head), else chunked; an empty
+  body has no framing except ``Content-Length: 0`` for POST, PUT and PATCH.
+- ``record``: every answered request is counted once, by listener port, route, rule,
+  backend and status, with its time since the head (``metrics.observe_request``).
 """
 
 from __future__ import annotations
@@ -38,7 +45,10 @@ from rauta.proxy.runtime import Runtime
 ALLOW = [("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")]
 MISDIRECTED = "misdirected request: Host does not match the TLS server name"
 
-__all__ = ["ALLOW", "MISDIRECTED", "Request", "decide", "method_refusal", "misdirected"]
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # an empty body is sent as length 0
+
+__all__ = ["ALLOW", "MISDIRECTED", "Request", "decide", "h2_request", "method_refusal",
+           "misdirected", "record"]
 
 
 class Request:
@@ -121,3 +131,51 @@ def decide(rt: Runtime, req: Request, *, port: int, address: str, scheme: str,
                        client_ip=client_ip, client_port=client_port, address=address)
     decision = route(req.config, view, choice=random.getrandbits(32), hash_on=rt.hash_on)
     return decision, view
+
+
+def h2_request(rt: Runtime, fields: list[tuple[bytes, bytes]], *, ended: bool,
+               known_length: int | None, t0: float) -> tuple[Request, tuple[int, str] | None]:
+    """The Request of an HTTP/2 field block, and why it is refused before routing, if so.
+
+    ``ended``: END_STREAM came with the head; ``known_length``: the body's length when
+    its end was seen in the same read, else None. Syntax was checked by the h2 library.
+    """
+    pseudo, headers, size, count = hdr.h2_request_headers(
+        fields, underscores=rt.underscores_in_headers)
+    req = Request()
+    req.version = "2"
+    req.method = pseudo.get(":method", "GET")
+    req.url = pseudo.get(":path", "").encode("latin-1")
+    req.headers = headers
+    req.host = pseudo.get(":authority")
+    if req.host is None:
+        req.host = hdr.get(headers, "host")
+    req.hosts = 0 if req.host is None else 1
+    req.config = rt.config
+    req.t0 = t0
+    req.headers_done = True
+    req.expect = (hdr.get(headers, "expect") or "").strip().lower() == "100-continue"
+    length = hdr.content_length(headers)
+    if length is None:
+        length = 0 if ended else known_length
+        req.chunked = length is None
+        if length == 0 and req.method not in _BODY_METHODS:
+            length = None  # a GET without a body has no framing upstream either
+    req.length = length
+    req.has_body = req.chunked or bool(length)
+    if size > rt.max_head_bytes or count > rt.max_headers:
+        return req, (431, "request header fields too large")
+    bad = method_refusal(req.method, rt.allow_trace)
+    if bad is None and pseudo.get(":scheme", "https").lower() not in ("http", "https"):
+        bad = 400, "bad request scheme"
+    return req, bad
+
+
+def record(rt: Runtime, port: int, decision: Decision | None, status: int,
+           seconds: float) -> None:
+    """Count one answered request in the metrics (see the module doc)."""
+    rule = decision.rule if decision is not None else None
+    backend = decision.backend if decision is not None else None
+    rt.metrics.observe_request(port, rule.route if rule else "",
+                               rule.rule_index if rule else -1,
+                               backend.name if backend else "", status, seconds)

@@ -66,7 +66,7 @@ from rauta.model.routing import Decision
 from rauta.proxy import headers as hdr
 from rauta.proxy.exchange import Exchange
 from rauta.proxy.h2 import H2Connection
-from rauta.proxy.request import ALLOW, Request, decide, method_refusal
+from rauta.proxy.request import ALLOW, Request, decide, method_refusal, record
 from rauta.proxy.runtime import Runtime
 from rauta.proxy.tls import PortTLS
 
@@ -504,12 +504,8 @@ class ClientConnection(asyncio.Protocol):
             self._finish(req)
 
     def _record(self, req: Request) -> None:
-        d = self.decision
-        rule = d.rule if d is not None else None
-        backend = d.backend if d is not None else None
-        self.rt.metrics.observe_request(
-            self.listener.port, rule.route if rule else "", rule.rule_index if rule else -1,
-            backend.name if backend else "", self.status, self.loop.time() - req.t0)
+        record(self.rt, self.listener.port, self.decision, self.status,
+               self.loop.time() - req.t0)
 
     def _retire(self, req: Request) -> None:
         self._record(req)
