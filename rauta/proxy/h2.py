@@ -211,10 +211,6 @@ class H2Connection(asyncio.Protocol):
             codes.MAX_HEADER_LIST_SIZE: limit, codes.ENABLE_PUSH: 0})
         self.h2.decoder.max_header_list_size = limit
 
-    @property
-    def closed(self) -> bool:
-        return self.state == CLOSED
-
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -445,45 +441,50 @@ class H2Connection(asyncio.Protocol):
         """Send what the stream has queued, as far as the windows allow."""
         if s.closed or self.state == CLOSED:
             return
-        conn = self.h2
         try:
-            if s.resp == RESP_HELD and (head or s.ending or s.out):
-                assert s.head is not None
-                end = s.ending and not s.out
-                conn.send_headers(s.sid, s.head, end_stream=end)
-                s.head, s.resp = None, RESP_STARTED
-                if end:
-                    self._ended(s)
-                    return
-            if s.resp != RESP_STARTED:
-                return
-            sent_end = False
-            while s.out and not self.write_paused:
-                window = min(conn.local_flow_control_window(s.sid), conn.max_outbound_frame_size)
-                if window <= 0:
-                    break
-                piece = s.out[0]
-                if len(piece) > window:
-                    s.out[0], piece = piece[window:], piece[:window]
-                else:
-                    s.out.popleft()
-                s.buffered -= len(piece)
-                sent_end = s.ending and not s.out
-                conn.send_data(s.sid, piece, end_stream=sent_end)
-            s.blocked_since = (s.blocked_since or self.loop.time()) if s.out else 0.0
-            if s.ending and not s.out:
-                if not sent_end:
-                    conn.end_stream(s.sid)
-                self._ended(s)
-                return
+            ended = self._send(s, head)
         except _Errors as exc:
             log.debug("HTTP/2 stream %d cannot send: %s", s.sid, exc)
             self.reset(s, ErrorCodes.INTERNAL_ERROR)
             return
-        if (s.download_paused and s.buffered <= LOW and not self.write_paused
-                and s.exchange is not None):
+        if ended:
+            self._ended(s)
+        elif (s.download_paused and s.buffered <= LOW and not self.write_paused
+              and s.exchange is not None):
             s.download_paused = False
             s.exchange.resume_download()
+
+    def _send(self, s: H2Stream, head: bool) -> bool:
+        """Queue the head and DATA for the h2 library; True once END_STREAM is queued."""
+        conn = self.h2
+        if s.resp == RESP_HELD and (head or s.ending or s.out):
+            assert s.head is not None
+            end = s.ending and not s.out
+            conn.send_headers(s.sid, s.head, end_stream=end)
+            s.head, s.resp = None, RESP_STARTED
+            if end:
+                return True
+        if s.resp != RESP_STARTED:
+            return False
+        sent_end = False
+        while s.out and not self.write_paused:
+            window = min(conn.local_flow_control_window(s.sid), conn.max_outbound_frame_size)
+            if window <= 0:
+                break
+            piece = s.out[0]
+            if len(piece) > window:
+                s.out[0], piece = piece[window:], piece[:window]
+            else:
+                s.out.popleft()
+            s.buffered -= len(piece)
+            sent_end = s.ending and not s.out
+            conn.send_data(s.sid, piece, end_stream=sent_end)
+        s.blocked_since = (s.blocked_since or self.loop.time()) if s.out else 0.0
+        if s.ending and not s.out:
+            if not sent_end:
+                conn.end_stream(s.sid)
+            return True
+        return False
 
     def _ended(self, s: H2Stream) -> None:
         """END_STREAM is queued: record the request, let the stream go."""

@@ -312,3 +312,64 @@ async def test_rapid_reset_flood_gets_goaway(proxy: Proxy, pems: dict) -> None:
         await client.close()
     finally:
         server.close()
+
+
+class FakeExchange:
+    def __init__(self) -> None:
+        self.paused = self.resumed = 0
+
+    def pause_download(self) -> None:
+        self.paused += 1
+
+    def resume_download(self) -> None:
+        self.resumed += 1
+
+    def cancel(self) -> None:
+        pass
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.reading = True
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.out += data
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+async def test_write_backpressure_pauses_and_resumes_every_download(proxy: Proxy) -> None:
+    """Streams waiting for their response head are resumed too (not only those sending)."""
+    from rauta.proxy.h2 import H2Connection, H2Stream
+    from rauta.proxy.request import Request
+    from rauta.proxy.server import Listener
+
+    conn = H2Connection(Listener(proxy._rt, free_port(), "HTTPS"))
+    transport = FakeTransport()
+    conn.connection_made(transport)
+    exchanges = []
+    for sid in (1, 3):
+        s = conn.streams[sid] = H2Stream(conn, sid, Request())
+        exchanges.append(FakeExchange())
+        s.exchange = exchanges[-1]  # type: ignore[assignment]
+    conn.pause_writing()
+    assert not transport.reading and [e.paused for e in exchanges] == [1, 1]
+    conn.resume_writing()
+    assert transport.reading and [e.resumed for e in exchanges] == [1, 1]
+    conn.abort()
+    conn.connection_lost(None)
