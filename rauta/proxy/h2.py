@@ -19,10 +19,11 @@ Rules:
   header lists up to twice ``max_head_bytes`` (431 on the stream above it or above
   ``max_headers`` fields), frames up to 16 KiB: a frame head announcing more, or a
   wrong preface, ends the connection before anything of it is buffered.
-- Malformed messages (the h2 library's checks: pseudo-headers, field syntax, uppercase or
-  connection-specific names, ``te``, Host vs ``:authority``, Content-Length vs the DATA
-  received) and every other protocol error end the connection with the library's GOAWAY
-  (RFC 9113 §5.4.1 allows a stream error to be treated so); nothing crashes.
+- Malformed messages (the h2 library's checks: pseudo-headers, field syntax, names, ``te``,
+  Host vs ``:authority``, DATA against Content-Length) and every other protocol error
+  end the connection with the library's GOAWAY (RFC 9113 §5.4.1 allows it for a stream
+  error); a body that HEADERS end short of Content-Length (unseen by the library) resets
+  the stream (PROTOCOL_ERROR) and its Exchange. Nothing crashes.
 - ``expect: 100-continue`` gets an informational 100 once the request is forwarded.
 - Upload flow control: the connection window (``CONN_WINDOW``) is reopened as DATA
   arrives, a stream's window only as the upstream takes the bytes (nothing while the
@@ -34,9 +35,9 @@ Rules:
   no DATA is sent, every download is paused and the socket is not read.
 - ``fail`` before the head left → a proxy-made error response on the stream; after →
   RST_STREAM(INTERNAL_ERROR): a truncated body never ends with END_STREAM.
-- A client RST_STREAM cancels the stream's Exchange; ``RESET_BUDGET`` resets more than
-  streams completed (rapid reset, CVE-2023-44487) → GOAWAY(ENHANCE_YOUR_CALM). A client
-  GOAWAY ends the connection (the h2 library sends nothing after it).
+- A client RST_STREAM cancels the stream's Exchange; ``RESET_BUDGET`` resets beyond the
+  streams completed (rapid reset) → GOAWAY(ENHANCE_YOUR_CALM). A client GOAWAY ends the
+  connection (the h2 library sends nothing after it).
 - Timers (the listener's sweep calls ``check_timers``): ``idle_timeout`` with no stream
   (PINGs keep nothing alive), ``body_timeout`` per stream (408 before the head, else a
   reset), ``send_timeout`` for a stream whose window stays shut and for a transport that
@@ -94,7 +95,7 @@ class H2Stream:
 
     __slots__ = ("conn", "sid", "req", "exchange", "decision", "status", "resp", "head",
                  "out", "buffered", "ending", "upload_paused", "unacked", "to_ack",
-                 "download_paused", "last_data", "blocked_since", "closed")
+                 "download_paused", "last_data", "blocked_since", "closed", "received")
 
     def __init__(self, conn: H2Connection, sid: int, req: Request) -> None:
         self.conn, self.sid, self.req = conn, sid, req
@@ -104,8 +105,9 @@ class H2Stream:
         self.head: list[tuple[bytes, bytes]] | None = None
         self.out: collections.deque[memoryview] = collections.deque()
         # ``buffered``: bytes in ``out``; ``unacked``: request bytes taken while the
-        # upload was paused; ``to_ack``: forwarded, not yet handed back as window.
-        self.status = self.buffered = self.unacked = self.to_ack = 0
+        # upload was paused; ``to_ack``: forwarded, not yet handed back as window;
+        # ``received``: request body bytes (checked against Content-Length at the end).
+        self.status = self.buffered = self.unacked = self.to_ack = self.received = 0
         self.ending = False  # end_response came: END_STREAM once ``out`` is sent
         self.upload_paused = self.download_paused = self.closed = False
         self.last_data = req.t0
@@ -264,10 +266,8 @@ class H2Connection(asyncio.Protocol):
         self.write_out()
 
     def _frame_check(self, data: bytes) -> ErrorCodes | None:
-        """PROTOCOL_ERROR for a wrong client preface, FRAME_SIZE_ERROR when ``data``
-        begins a frame longer than SETTINGS_MAX_FRAME_SIZE, else None. (Frame heads are
-        followed here because the h2 library buffers a whole frame, up to 16 MiB, before
-        it checks the length.)"""
+        """PROTOCOL_ERROR for a wrong preface, FRAME_SIZE_ERROR when ``data`` begins a frame
+        over SETTINGS_MAX_FRAME_SIZE (the h2 library would buffer it whole first), else None."""
         pos, size, at = 0, len(data), self._preface_at
         if at < len(_PREFACE):
             pos = min(len(_PREFACE) - at, size)
@@ -324,12 +324,19 @@ class H2Connection(asyncio.Protocol):
                 self._on_request(ev, events, i)
             elif isinstance(ev, e.StreamEnded):
                 s = self.streams.get(ev.stream_id or 0)
-                if s is not None and not s.closed:
-                    s.req.complete = True
-                    if s.exchange is not None:
-                        s.exchange.request_end()
+                if s is None or s.closed:
+                    continue
+                s.req.complete = True
+                if not s.req.chunked and s.received != (s.req.length or 0):
+                    self.reset(s, ErrorCodes.PROTOCOL_ERROR)  # short of Content-Length
+                elif s.exchange is not None:
+                    s.exchange.request_end()
             elif isinstance(ev, e.StreamReset):
-                self._on_reset(ev.stream_id or 0)
+                if (s := self.streams.get(ev.stream_id or 0)) is not None:
+                    self._drop(s)
+                    self.reset_budget -= 1
+                    if self.reset_budget < 0:  # a rapid-reset flood (CVE-2023-44487)
+                        self.close(ErrorCodes.ENHANCE_YOUR_CALM)
             elif isinstance(ev, (e.WindowUpdated, e.RemoteSettingsChanged)):
                 sid = getattr(ev, "stream_id", None)  # 0 or none: every stream
                 for s in list(self.streams.values()):
@@ -366,13 +373,11 @@ class H2Connection(asyncio.Protocol):
         """The request body's length when its END_STREAM is among the same read's events."""
         total = 0
         for ev in events[index + 1:index + 1 + _LOOKAHEAD]:
-            if getattr(ev, "stream_id", None) != sid:
-                continue
-            if isinstance(ev, h2.events.DataReceived):
-                total += len(ev.data or b"")
-            elif isinstance(ev, h2.events.StreamEnded):
+            if isinstance(ev, h2.events.StreamEnded) and ev.stream_id == sid:
                 return total
-            elif not isinstance(ev, h2.events.TrailersReceived):
+            if isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid:
+                total += len(ev.data or b"")
+            elif isinstance(ev, h2.events.StreamReset) and ev.stream_id == sid:
                 return None
         return None
 
@@ -407,7 +412,10 @@ class H2Connection(asyncio.Protocol):
                 self.h2.increment_flow_control_window(self.consumed)
             self.consumed = 0
         s = self.streams.get(ev.stream_id or 0)
-        if s is None or s.closed or s.exchange is None:
+        if s is None or s.closed:
+            return
+        s.received += len(ev.data or b"")
+        if s.exchange is None:
             return  # an answer was made: the rest is not wanted (the stream gets reset)
         s.last_data = self.loop.time()
         if ev.data:
@@ -424,16 +432,6 @@ class H2Connection(asyncio.Protocol):
             with contextlib.suppress(*_Errors):
                 self.h2.increment_flow_control_window(s.to_ack, s.sid)
             s.to_ack = 0
-
-    def _on_reset(self, sid: int) -> None:
-        s = self.streams.get(sid)
-        if s is None:
-            return
-        self._drop(s)
-        self.reset_budget -= 1
-        if self.reset_budget < 0:
-            log.debug("HTTP/2 reset flood from %s", self.client_ip)
-            self.close(ErrorCodes.ENHANCE_YOUR_CALM)
 
     # ------------------------------------------------------------------ sending
 

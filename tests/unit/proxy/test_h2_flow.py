@@ -373,3 +373,35 @@ async def test_write_backpressure_pauses_and_resumes_every_download(proxy: Proxy
     assert transport.reading and [e.resumed for e in exchanges] == [1, 1]
     conn.abort()
     conn.connection_lost(None)
+
+
+@pytest.mark.parametrize("body", [None, b"abc"])
+async def test_body_ended_short_of_content_length_by_headers_resets(
+        proxy: Proxy, pems: dict, body: bytes | None) -> None:
+    """END_STREAM on HEADERS (or trailers) before Content-Length bytes came: the h2 library
+    does not see it; the stream is reset and the backend never gets a complete request."""
+    got: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.append(await read_head(reader))
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            got.append(await reader.readexactly(5))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    server, bport = await raw_backend(handler)
+    try:
+        port = await https(proxy, pems, rule(backend(bport)))
+        client = await H2Client.open(port)
+        sid = await client.request("POST", "/", headers=[("content-length", "5")],
+                                   end=body is None)
+        if body is not None:
+            await client.send(sid, body, end=False)
+            client.conn.send_headers(sid, [("x-trailer", "t")], end_stream=True)
+            client.flush()
+        resp = await client.response(sid)
+        assert resp.reset == h2.errors.ErrorCodes.PROTOCOL_ERROR and resp.status == 0
+        await asyncio.sleep(0.1)
+        assert len(got) <= 1  # the head at most, never five body bytes
+        await client.close()
+    finally:
+        server.close()
