@@ -1,9 +1,12 @@
-"""rauta's data plane: an in-process HTTP/1.1 reverse proxy on asyncio Protocols + httptools.
+"""rauta's data plane: an in-process reverse proxy on asyncio Protocols (HTTP/1.x with
+httptools; HTTP/2 on HTTPS with the h2 library; HTTP/1.1 upstream).
 
-Layout: ``headers`` (pure header and head-bytes functions), ``server`` (client
-connections), ``exchange`` (one forwarded request), ``upstream`` (backend connections and
-their keep-alive pool), ``mirror`` (RequestMirror copies), ``tls`` (certificates and SNI),
-``metrics`` (Prometheus) and ``manager`` (``Proxy``, which applies RouterConfigs).
+Layout: ``headers`` (pure header and head-bytes functions), ``request`` (the parsed
+request and the checks and routing both protocols share), ``server`` (listeners and
+HTTP/1 client connections), ``h2`` (HTTP/2 client connections), ``exchange`` (one
+forwarded request), ``upstream`` (backend connections and their keep-alive pool),
+``mirror`` (RequestMirror copies), ``tls`` (certificates, SNI, ALPN), ``metrics``
+(Prometheus) and ``manager`` (``Proxy``, which applies RouterConfigs).
 Routing itself is the pure ``rauta.model.routing.route``.
 """
 

@@ -60,6 +60,13 @@ Rules:
   NUL (no header injection through configuration), and when the name is ``Host``,
   ``Content-Length`` or hop-by-hop (``set``, ``add`` and ``remove`` alike).
 - Heads are encoded latin-1; a configured value outside latin-1 is sent as UTF-8 bytes.
+- HTTP/2 (``h2_request_headers``, ``h2_response_headers``): a request's field block is
+  split into pseudo-headers and regular headers (names as received, lower-case; values
+  decoded latin-1), the names with ``_`` are dropped unless allowed, and ``cookie``
+  crumbs are joined with ``"; "`` at the first crumb's place (RFC 9113 §8.2.3). A
+  response block is ``:status`` then the headers with names lower-cased and without the
+  connection-specific fields (RFC 9113 §8.2.2: every hop-by-hop name, so ``Connection``,
+  ``Keep-Alive``, ``Proxy-Connection``, ``Transfer-Encoding``, ``Upgrade``, ``TE``).
 """
 
 from __future__ import annotations
@@ -492,6 +499,58 @@ def content_length(headers: Iterable[tuple[str, str]]) -> int | None:
         return None
     value = value.strip()
     return int(value) if value.isdigit() else None
+
+
+def h2_request_headers(fields: Iterable[tuple[bytes, bytes]], *, underscores: bool
+                       ) -> tuple[dict[str, str], Headers, int, int]:
+    """``(pseudo, headers, size, count)`` of an HTTP/2 request's field block.
+
+    ``size`` counts every field as an HTTP/1 head line would (name, value and 4 bytes);
+    ``count`` is the number of regular fields received (before any is dropped). Syntax
+    was checked by the h2 library; rules: module doc.
+    """
+    pseudo: dict[str, str] = {}
+    out: Headers = []
+    size = count = 0
+    cookie_at = -1
+    for raw_name, raw_value in fields:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        size += len(name) + len(value) + 4
+        if name[:1] == ":":
+            pseudo[name] = value
+            continue
+        count += 1
+        if "_" in name and not underscores:
+            continue  # dropped, as nginx does: some backends read "_" as "-"
+        if name == "cookie":
+            if cookie_at >= 0:
+                out[cookie_at] = ("cookie", f"{out[cookie_at][1]}; {value}")
+                continue
+            cookie_at = len(out)
+        out.append((name, value))
+    return pseudo, out, size, count
+
+
+def h2_response_headers(status: int, headers: Iterable[tuple[str, str]]
+                        ) -> list[tuple[bytes, bytes]]:
+    """The HTTP/2 field block of a response head (see the module doc)."""
+    out = [(b":status", str(status).encode("ascii"))]
+    for name, value in headers:
+        low = name.lower()
+        if low not in HOP_BY_HOP:
+            out.append((_enc(low), _enc(value)))
+    return out
+
+
+def h2_simple_response(status: int, text: str, headers: Iterable[tuple[str, str]] = (),
+                       head_only: bool = False) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The HTTP/2 field block and body of a proxy-made answer (``simple_response``'s)."""
+    payload = (text + "\n").encode("utf-8") if text else b""
+    out: Headers = list(headers)
+    if payload:
+        out.append(("content-type", "text/plain; charset=utf-8"))
+    out.append(("content-length", str(len(payload))))
+    return h2_response_headers(status, out), b"" if head_only else payload
 
 
 def split_target(target: str) -> tuple[str, str]:

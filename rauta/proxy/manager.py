@@ -15,8 +15,8 @@ Rules:
   the first in ``addressed``/``failed_at`` and the second in ``ports``/``failed``.
 - Ports are compared by (address, number) and protocol: an unchanged port keeps its socket and its
   connections; a removed port (or one whose protocol changed) stops accepting at once and
-  its connections finish the request in flight (answered with ``Connection: close``) for
-  at most ``drain_seconds`` in the background, then are closed. Idle ones close at once.
+  its connections finish the request in flight (answered with ``Connection: close``, or
+  after a GOAWAY on HTTP/2) for at most ``drain_seconds`` in the background, then are closed. Idle ones close at once.
 - HTTPS ports get their certificates from ``tls`` (keyed "namespace/name", as in
   ``TLSCertificate.secrets``). A new HTTPS port with no usable certificate is not opened
   and is reported failed; an existing one keeps its previous certificates (logged).

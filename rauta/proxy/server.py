@@ -4,8 +4,11 @@ Role: parse HTTP/1.x requests with ``httptools.HttpRequestParser`` (llhttp), che
 the parser leaves to its caller, route each request with the pure
 ``rauta.model.routing.route`` and carry out the Decision: answer errors and redirects,
 or hand the request to an ``Exchange``, for which the connection is the ``Downstream``.
-Header transformations live in ``rauta.proxy.headers``; the Exchange never touches the
-connection's state. Every state of a client connection and every transition lives here:
+Header transformations live in ``rauta.proxy.headers``, the checks shared with HTTP/2
+(target, Host, 421, routing) in ``rauta.proxy.request``; the Exchange never touches the
+connection's state. A TLS connection whose ALPN chose ``h2`` is handed, before any byte
+is read, to ``rauta.proxy.h2.H2Connection`` (``transport.set_protocol``). Every state of
+an HTTP/1 client connection and every transition lives here:
 
 - connection: ``OPEN`` → (``LINGER``) → ``CLOSED``. ``LINGER``: after a proxy-made answer
   to a request whose body was not read, or to a request whose framing is unknown, the
@@ -38,7 +41,7 @@ Rules:
 - ``Expect: 100-continue`` is answered by the proxy (``100 Continue`` once the request is
   forwarded, HTTP/1.1 clients only, RFC 9110 §15.2) and not passed upstream.
 - 421 when the TLS SNI name and the Host select different listeners (trailing dots and
-  case ignored on both).
+  case ignored on both; ``request.misdirected``).
 - A backend failing after the response head was sent drops the client connection: a
   truncated body is never presented as complete.
 - A 400, 408, 413, 414, 431, 501 or 505 always closes the connection (as nginx does):
@@ -54,18 +57,16 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
 import socket
 import struct
 
 import httptools
 
-from rauta.model.config import EMPTY, RouterConfig
-from rauta.model.hostnames import matches as host_matches
-from rauta.model.hostnames import strip_port
-from rauta.model.routing import Decision, RequestView, route
+from rauta.model.routing import Decision
 from rauta.proxy import headers as hdr
 from rauta.proxy.exchange import Exchange
+from rauta.proxy.h2 import H2Connection
+from rauta.proxy.request import ALLOW, Request, decide, method_refusal, record
 from rauta.proxy.runtime import Runtime
 from rauta.proxy.tls import PortTLS
 
@@ -78,7 +79,6 @@ _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 # Answers after which a connection is never reused (nginx turns keep-alive off for these):
 # the request was malformed, so what follows it on the connection is not trusted either.
 _CLOSING = frozenset({400, 408, 413, 414, 431, 501, 505})
-_ALLOW = [("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")]
 
 __all__ = ["ClientConnection", "Listener", "Request", "Runtime"]
 
@@ -95,7 +95,7 @@ class Listener:
         self.scheme = "https" if protocol == "HTTPS" else "http"
         self.tls = tls
         self.server: asyncio.Server | None = None
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[ClientConnection | H2Connection] = set()
         self.draining = False
         self._sweep_timer: asyncio.TimerHandle | None = None
 
@@ -137,34 +137,6 @@ class Listener:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
-
-
-class Request:
-    """One parsed request head and what is known of its body."""
-
-    __slots__ = ("url", "headers", "host", "hosts", "bad", "method", "version", "keep_alive",
-                 "config", "headers_done", "complete", "body", "has_body", "chunked", "length",
-                 "te", "expect", "t0")
-
-    def __init__(self) -> None:
-        self.url = b""
-        self.headers: hdr.Headers = []
-        self.host: str | None = None
-        self.hosts = 0
-        self.bad: tuple[int, str] | None = None  # answered with this; framing unknown: close
-        self.method = "GET"
-        self.version = "1.1"
-        self.keep_alive = True
-        self.config: RouterConfig = EMPTY
-        self.headers_done = False
-        self.complete = False
-        self.body: list[bytes] = []
-        self.has_body = False
-        self.chunked = False
-        self.length: int | None = None
-        self.te: list[str] | None = None
-        self.expect = False
-        self.t0 = 0.0
 
 
 class _HeadTooLarge(Exception):
@@ -246,6 +218,12 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None and sslobj.selected_alpn_protocol() == "h2":
+            h2conn = H2Connection(self.listener)  # ALPN chose HTTP/2: rauta.proxy.h2 serves it
+            transport.set_protocol(h2conn)
+            h2conn.connection_made(transport)
+            return
         self.transport = transport
         rt = self.rt
         rt.connections += 1
@@ -257,7 +235,6 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client_ip, self.client_port = str(peer[0]), int(peer[1])
-        sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             self.sni = getattr(sslobj, "rauta_sni", None)
         if self.listener.draining:
@@ -405,8 +382,8 @@ class ClientConnection(asyncio.Protocol):
             req.complete = True  # nothing more of it is read
             req.keep_alive = False
             self._stop_parsing = True
-        elif req.method == "TRACE" and not self.rt.allow_trace:
-            req.bad = (405, "TRACE is not allowed")
+        else:
+            req.bad = method_refusal(req.method, self.rt.allow_trace)  # TRACE
         if self.active is None:
             self._pump()
         if self._stop_parsing:
@@ -480,40 +457,15 @@ class ClientConnection(asyncio.Protocol):
         if req.bad is not None:
             status, text = req.bad
             self.respond(status, text, close=self._stop_parsing,
-                         headers=_ALLOW if status == 405 else None)
-            return
-        target = hdr.parse_target(req.url.decode("latin-1"))
-        if target is None:
-            self.respond(400, "bad request target")
-            return
-        authority, path, query = target
-        if req.hosts > 1:
-            self.respond(400, "more than one Host header")
-            return
-        if req.host is not None and hdr.parse_host(req.host) is None:
-            self.respond(400, "invalid Host header")
-            return
-        if authority is not None:
-            host = authority  # RFC 9112 §3.2.2: the target's authority wins over Host
-        elif req.host is not None:
-            host = req.host
-        elif req.version == "1.0":
-            host = ""
-        else:
-            self.respond(400, "missing Host header")
+                         headers=ALLOW if status == 405 else None)
             return
         listener = self.listener
-        if self.sni is not None and self._misdirected(req.config, host):
-            self.respond(421, "misdirected request: Host does not match the TLS server name")
-            return
-        view = RequestView(method=req.method, host=host, path=path, query=query,
-                           headers=tuple(req.headers), port=listener.port,
-                           scheme=listener.scheme, client_ip=self.client_ip,
-                           client_port=self.client_port, address=listener.address)
-        decision = route(req.config, view, choice=random.getrandbits(32),
-                         hash_on=self.rt.hash_on)
+        decision, view = decide(self.rt, req, port=listener.port, address=listener.address,
+                                scheme=listener.scheme, sni=self.sni,
+                                client_ip=self.client_ip, client_port=self.client_port)
         self.decision = decision
         if decision.kind == "forward":
+            assert view is not None
             exch = Exchange(self, self.rt, req, decision, view, client_ip=self.client_ip,
                             scheme=listener.scheme, loop=self.loop)
             self.exchange = exch
@@ -527,16 +479,6 @@ class ClientConnection(asyncio.Protocol):
             self.respond(decision.status, "", headers=extra)
         else:
             self.respond(decision.status, decision.reason or hdr.reason_phrase(decision.status))
-
-    def _misdirected(self, config: RouterConfig, host: str) -> bool:
-        port = config.port(self.listener.port, self.listener.address)
-        if port is None:
-            return False
-        name = strip_port(host)
-        sni = (self.sni or "").lower().rstrip(".")
-        by_sni = next((lr for lr in port.listeners if host_matches(lr.hostname, sni)), None)
-        by_host = next((lr for lr in port.listeners if host_matches(lr.hostname, name)), None)
-        return by_host is not by_sni
 
     def _active_body(self, data: bytes) -> None:
         exch = self.exchange
@@ -562,12 +504,8 @@ class ClientConnection(asyncio.Protocol):
             self._finish(req)
 
     def _record(self, req: Request) -> None:
-        d = self.decision
-        rule = d.rule if d is not None else None
-        backend = d.backend if d is not None else None
-        self.rt.metrics.observe_request(
-            self.listener.port, rule.route if rule else "", rule.rule_index if rule else -1,
-            backend.name if backend else "", self.status, self.loop.time() - req.t0)
+        record(self.rt, self.listener.port, self.decision, self.status,
+               self.loop.time() - req.t0)
 
     def _retire(self, req: Request) -> None:
         self._record(req)

@@ -23,6 +23,9 @@ Rules:
   the HTTP layer can answer 421 Misdirected Request when a request's Host selects a
   different listener than the SNI name did (Gateway API: HTTPS listener isolation; a
   client re-using a connection for another host must be told to open a new one).
+- ALPN offers ``h2`` and ``http/1.1`` on every context (the SNI callback may swap the
+  handshake's context, and the one it ends with is the one that answers ALPN); a client
+  that offers no ALPN speaks HTTP/1.1. ``server`` hands an ``h2`` connection to ``h2``.
 - PEM bytes never touch the disk: they are loaded through anonymous memory files
   (``memfd_create``), with a private temporary directory as the fallback.
 """
@@ -39,6 +42,7 @@ from rauta.model.config import TLSCertificate
 from rauta.model.hostnames import is_wildcard
 
 Pem = tuple[bytes, bytes]
+ALPN = ["h2", "http/1.1"]  # on every context: the SNI callback may swap the context
 
 
 def select_hostname(hostnames: Iterable[str], server_name: str | None) -> str | None:
@@ -90,10 +94,10 @@ def load_pem(ctx: ssl.SSLContext, cert: bytes, key: bytes) -> None:
 
 
 def server_context() -> ssl.SSLContext:
-    """A fresh server context: TLS 1.2+, ALPN ``http/1.1``, no certificate yet."""
+    """A fresh server context: TLS 1.2+, ALPN ``h2`` then ``http/1.1``, no certificate yet."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(ALPN)
     return ctx
 
 
