@@ -68,9 +68,9 @@ FEATURES: tuple[Feature, ...] = (
     _yes("GatewayPort8080", "extended", "listeners bind any port"),
     _yes("GatewayHTTPListenerIsolation", "extended",
          "a request is served only by the most specific listener whose hostname fits Host"),
-    _no("GatewayHTTPSListenerDetectMisdirectedRequests", "extended",
-        "421 on a Host/SNI mismatch is implemented, but the suite's test reuses an HTTP/2 "
-        "connection (ALPN h2) and rauta speaks HTTP/1.1 only"),
+    _yes("GatewayHTTPSListenerDetectMisdirectedRequests", "extended",
+         "421 when the TLS SNI name and the Host/:authority select different listeners, "
+         "over HTTP/1.1 and HTTP/2 (ALPN h2)"),
     _yes("GatewayStaticAddresses", "extended",
          "one spec.addresses IPAddress from the pool (AddressNotUsable otherwise)",
          needs_pool=True),
