@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # tests that need them skip and say why.
 SYSTEM_PKGS := nginx-light wrk
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py rauta/model/_maglev_fill.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'

@@ -2,7 +2,11 @@
 
 Run: ``python bench/bench_maglev.py`` (from the repository root). Prints:
 - build time for N = 10 / 100 / 1000 equal-weight backends (median of several runs), and
-  for N = 1000 with weights 1..4;
+  for N = 1000 with weights 1..4, with the C accelerator (when built) and the pure-Python
+  fill side by side; goal: <= 10 ms at N = 1000;
+- event-loop stall: an asyncio loop ticks every 1 ms while a worker thread builds N = 1000
+  tables back to back (as ``routing.prepare`` does before a config swap); the worst tick
+  lateness is what the serving loop would suffer; goal: <= 5 ms;
 - lookup cost (``lookup`` with a precomputed hash, and ``lookup_key`` hashing 20 bytes);
 - balance: max/min slots per backend;
 - disruption when removing 1 of 10 and 1% / 5% / 10% of 1000 backends: slots whose owner
@@ -12,8 +16,10 @@ Run: ``python bench/bench_maglev.py`` (from the repository root). Prints:
 
 from __future__ import annotations
 
+import asyncio
 import random
 import statistics
+import threading
 import sys
 import time
 import warnings
@@ -21,7 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rauta.model.maglev import DEFAULT_M, MaglevTable, build, key_hash  # noqa: E402
+from rauta.model.maglev import (  # noqa: E402
+    ACCELERATED,
+    DEFAULT_M,
+    MaglevTable,
+    build,
+    key_hash,
+)
 
 M = DEFAULT_M
 RUNS = 7
@@ -31,13 +43,42 @@ def keys(n: int) -> list[str]:
     return [f"10.{i // 65536}.{i // 256 % 256}.{i % 256}:8080" for i in range(n)]
 
 
-def median_ms(backends: list[tuple[str, int]], runs: int = RUNS) -> float:
+def median_ms(backends: list[tuple[str, int]], runs: int = RUNS,
+              accelerated: bool | None = None) -> float:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        build(backends, M)
+        build(backends, M, accelerated=accelerated)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000
+
+
+def loop_stall_ms(accelerated: bool, builds: int = 10) -> tuple[float, float]:
+    """(worst, p99) lateness in ms of a 1 ms asyncio ticker while another thread builds
+    ``builds`` N = 1000 tables back to back."""
+    backends = [(k, 1) for k in keys(1000)]
+    late: list[float] = []
+
+    async def run() -> None:
+        done = threading.Event()
+
+        def worker() -> None:
+            for _ in range(builds):
+                build(backends, M, accelerated=accelerated)
+            done.set()
+
+        loop = asyncio.get_running_loop()
+        thread = threading.Thread(target=worker)
+        thread.start()
+        while not done.is_set():
+            t = loop.time()
+            await asyncio.sleep(0.001)
+            late.append((loop.time() - t - 0.001) * 1000)
+        thread.join()
+
+    asyncio.run(run())
+    late.sort()
+    return late[-1], late[int(len(late) * 0.99)]
 
 
 def moved(old: MaglevTable, new: MaglevTable) -> int:
@@ -58,11 +99,19 @@ def disruption(n: int, remove: int, rng: random.Random) -> tuple[int, int]:
 def main() -> None:
     warnings.simplefilter("ignore")  # N = 1000 is below the M >= 100·N guideline on purpose
     print(f"Maglev, M = {M}, Python {sys.version.split()[0]}")
-    print(f"\nbuild time (median of {RUNS})")
-    for n in (10, 100, 1000):
-        print(f"  N={n:5d} equal weights   {median_ms([(k, 1) for k in keys(n)]):7.1f} ms")
+    fills = [True, False] if ACCELERATED else [False]
+    print(f"C accelerator: {'built' if ACCELERATED else 'NOT built (pure-Python fill only)'}")
+    print(f"\nbuild time (median of {RUNS}), {' / '.join('C' if f else 'pure' for f in fills)}")
     weighted = [(k, 1 + i % 4) for i, k in enumerate(keys(1000))]
-    print(f"  N= 1000 weights 1..4     {median_ms(weighted):7.1f} ms")
+    cases = [(f"N={n:5d} equal weights", [(k, 1) for k in keys(n)]) for n in (10, 100, 1000)]
+    for label, backends in [*cases, ("N= 1000 weights 1..4 ", weighted)]:
+        times = " / ".join(f"{median_ms(backends, accelerated=f):6.1f} ms" for f in fills)
+        print(f"  {label}   {times}")
+
+    print("\nevent-loop stall while a thread builds 10 tables of N=1000 (1 ms ticker)")
+    for f in fills:
+        worst, p99 = loop_stall_ms(f)
+        print(f"  {'C   ' if f else 'pure'}  worst {worst:6.2f} ms, p99 {p99:6.2f} ms")
 
     table = build([(k, 1) for k in keys(100)], M)
     hashes = [key_hash(f"flow-{i}".encode()) for i in range(100_000)]

@@ -33,13 +33,18 @@ Weights: the turn order is the only thing weights change.
   round robin, the first ``M mod N`` backends get the extra slot, and the table is the
   paper's exactly (scaling all weights by a constant changes nothing either).
 
-Speed (pure Python; see bench/bench_maglev.py): the fill runs in two phases with identical
-results. Phase 1 is the paper's loop with per-backend cursors and an incremental
-``c += skip; if c >= M: c -= M`` walk. Once only K slots are left, the walks are long (the
-average walk is M/k probes with k slots free), so phase 2 instead ranks the K free slots
-along each remaining backend's permutation once (numpy, by step distance
-``(slot - cursor)·skip⁻¹ mod M``) and each turn takes the first still-free slot of that
-ranking, which is exactly the slot the walk would reach.
+Speed (see bench/bench_maglev.py): the fill has two implementations that build the
+identical table (tests/unit/model/test_maglev_accel.py compares them):
+- the C accelerator ``rauta.model._maglev_fill`` (``_maglev_fill.c``, built by
+  ``pip install`` where a C compiler exists; optional): the paper's loop, run with the
+  GIL released; ``build`` uses it when it is importable (``ACCELERATED``);
+- the pure-Python fallback, in two phases with identical results. Phase 1 is the paper's
+  loop with per-backend cursors and an incremental ``c += skip; if c >= M: c -= M`` walk.
+  Once only K slots are left, the walks are long (the average walk is M/k probes with k
+  slots free), so phase 2 instead ranks the K free slots along each remaining backend's
+  permutation once (numpy, by step distance ``(slot - cursor)·skip⁻¹ mod M``) and each
+  turn takes the first still-free slot of that ranking, which is exactly the slot the
+  walk would reach.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ import numpy as np
 import xxhash
 
 __all__ = [
+    "ACCELERATED",
     "DEFAULT_M",
     "LOOKUP_SEED",
     "MAX_M",
@@ -83,6 +89,13 @@ MAX_WEIGHT = 2**31 - 1
 OFFSET_SEED = 0x4D41474C45564F46  # b"MAGLEVOF": h1 = xxh64(key, OFFSET_SEED)
 SKIP_SEED = 0x4D41474C45565346  # b"MAGLEVSF": h2 = xxh64(key, SKIP_SEED)
 LOOKUP_SEED = 0x4D41474C45564C4B  # b"MAGLEVLK": key_hash = xxh3_64(data, LOOKUP_SEED)
+
+try:  # the optional C accelerator (see "Speed" above)
+    from rauta.model import _maglev_fill as _accel  # type: ignore[attr-defined]
+except ImportError:  # no compiler at install time: the pure-Python fill builds the same
+    _accel = None
+ACCELERATED: bool = _accel is not None
+"""True when ``build`` fills tables with the C accelerator."""
 
 _PHASE2_BUDGET = 40_000  # (backends left) x (free slots) ranked at once in phase 2
 _PHASE2_MIN_FREE = 200
@@ -276,12 +289,12 @@ def _quotas(weights: Sequence[int], m: int) -> list[int]:
     return quotas
 
 
-def _turn_order(weights: Sequence[int], m: int) -> list[int]:
-    """Backend index of each of the m turns (see the module docstring, "Weights")."""
+def _turn_order_array(weights: Sequence[int], m: int) -> Any:
+    """Backend index of each of the m turns, as an int64 numpy array (see the module
+    docstring, "Weights")."""
     n = len(weights)
     if all(w == weights[0] for w in weights):
-        rounds = -(-m // n)
-        return (list(range(n)) * rounds)[:m]
+        return np.resize(np.arange(n, dtype=np.int64), m)  # plain round robin
     quotas = np.array(_quotas(weights, m), dtype=np.int64)
     owner = np.repeat(np.arange(n, dtype=np.int64), quotas)
     starts = np.cumsum(quotas) - quotas
@@ -289,7 +302,12 @@ def _turn_order(weights: Sequence[int], m: int) -> list[int]:
     w = np.array([float(x) for x in weights], dtype=np.float64)
     times = (2 * j + 1).astype(np.float64) / (2.0 * w[owner])
     # owner is ascending, so a stable sort breaks equal times by the lower index.
-    order: list[int] = owner[np.argsort(times, kind="stable")].tolist()
+    return owner[np.argsort(times, kind="stable")]
+
+
+def _turn_order(weights: Sequence[int], m: int) -> list[int]:
+    """Backend index of each of the m turns, as a list."""
+    order: list[int] = _turn_order_array(weights, m).tolist()
     return order
 
 
@@ -344,13 +362,19 @@ def _populate(offsets: list[int], skips: list[int], order: list[int], m: int) ->
     return slots  # type: ignore[return-value]  # every slot is filled
 
 
-def build(backends: Iterable[tuple[str, int]], m: int = DEFAULT_M) -> MaglevTable:
+def build(backends: Iterable[tuple[str, int]], m: int = DEFAULT_M, *,
+          accelerated: bool | None = None) -> MaglevTable:
     """Build the Maglev table of ``(key, weight)`` pairs for a prime table size ``m``.
 
     Raises ValueError on a bad pair, a duplicate key, a negative or non-int weight, a
     non-prime ``m`` or ``m <= N``; warns ``MaglevSizeWarning`` when ``m < 100·N``. With no
     live backend the table is empty and every lookup raises ``NoBackendsError``.
+    ``accelerated``: None uses the C fill when it is there; False forces the pure-Python
+    fill; True requires the C fill (RuntimeError without it). Both give the same table.
     """
+    if accelerated and _accel is None:
+        raise RuntimeError("the Maglev C accelerator (rauta.model._maglev_fill) is not built")
+    use_c = _accel is not None and accelerated is not False
     keys, weights = _normalize(backends)
     n = len(keys)
     _check_m(m, n)
@@ -362,8 +386,16 @@ def build(backends: Iterable[tuple[str, int]], m: int = DEFAULT_M) -> MaglevTabl
         offset, skip = offset_skip(key, m)
         offsets.append(offset)
         skips.append(skip)
-    slots = _populate(offsets, skips, _turn_order(weights, m), m)
     code = "B" if n <= 0x100 else "H" if n <= 0x10000 else "L"
+    if use_c:
+        raw = _accel.fill(np.array(offsets, dtype=np.int64).tobytes(),
+                          np.array(skips, dtype=np.int64).tobytes(),
+                          _turn_order_array(weights, m).tobytes(), m)
+        dtype = {"B": np.uint8, "H": np.uint16, "L": np.uint64}[code]
+        table = array(code)
+        table.frombytes(np.frombuffer(raw, dtype=np.uint32).astype(dtype).tobytes())
+        return MaglevTable(m, keys, weights, table)
+    slots = _populate(offsets, skips, _turn_order(weights, m), m)
     return MaglevTable(m, keys, weights, array(code, slots))
 
 
