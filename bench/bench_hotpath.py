@@ -7,12 +7,15 @@ process is involved, so the figure moves far less between runs than req/s over
 loopback (``bench_proxy.py``); it is the measure for "does this change slow the common
 path". ``--compare-with DIR`` runs the same loop on another checkout (``git worktree add
 DIR COMMIT``) in alternating child processes and reports the ratio of the medians.
+``--routes 1,5000`` runs it with 1 and with 5,000 routes on the listener (distinct
+hostnames; the request matches the last one, the worst case of a linear scan), in
+alternating children, and reports the ratio (goal: within 10 %).
 
 Rules: in-process and bounded (``--requests`` per round, ``--rounds`` rounds); the
 child imports ``rauta`` from ``PYTHONPATH`` only, so each side measures its own code.
 
 Usage: ``.venv/bin/python bench/bench_hotpath.py [--requests 50000] [--rounds 5]
-[--compare-with /tmp/rauta-base]``.
+[--compare-with /tmp/rauta-base] [--routes 1,5000]``.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class FakeTransport(asyncio.Transport):
         return 0
 
 
-async def child(requests: int) -> float:
+async def child(requests: int, routes: int = 1) -> float:
     from prometheus_client import CollectorRegistry
 
     from rauta.model.config import (
@@ -95,12 +98,18 @@ async def child(requests: int) -> float:
 
     proxy = Proxy(registry=CollectorRegistry())
     eps = (Endpoint(address="127.0.0.1", port=9),)
-    rule = Rule(route="bench/r", rule_index=0, match_index=0, hostname="",
-                match=Match(path=PathMatch(type="PathPrefix", value="/api")),
-                backends=(Backend(name="bench/svc:80", weight=1, endpoints=eps),))
+    backends = (Backend(name="bench/svc:80", weight=1, endpoints=eps),)
+    match = Match(path=PathMatch(type="PathPrefix", value="/api"))
+    rules = [Rule(route=f"bench/r{i}", rule_index=0, match_index=0,
+                  hostname=f"h{i}.example.com", match=match, backends=backends)
+             for i in range(routes - 1)]
+    rules.append(Rule(route="bench/r", rule_index=0, match_index=0,
+                      hostname="shop.example.com" if routes > 1 else "", match=match,
+                      backends=backends))
     port = 18999
     cfg = RouterConfig(ports=(PortConfig(port=port, protocol="HTTP", listeners=(
-        ListenerRoutes(gateway="bench/gw", listener="http", hostname="", rules=(rule,)),)),))
+        ListenerRoutes(gateway="bench/gw", listener="http", hostname="",
+                       rules=tuple(rules)),)),))
     await proxy.apply(cfg)
     listener = proxy.listener(port)
     assert listener is not None, "port 18999 must be free"
@@ -134,10 +143,11 @@ async def child(requests: int) -> float:
     return used / requests * 1e6
 
 
-def run_child(checkout: Path, requests: int) -> float:
+def run_child(checkout: Path, requests: int, routes: int = 1) -> float:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child",
-                          "--requests", str(requests)], env=env, cwd="/", check=True,
+                          "--requests", str(requests), "--routes", str(routes)],
+                         env=env, cwd="/", check=True,
                          capture_output=True, text=True, timeout=600).stdout
     return float(out.strip().splitlines()[-1])
 
@@ -147,10 +157,30 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=50000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--compare-with", type=Path, default=None)
+    ap.add_argument("--routes", default="1",
+                    help="route counts, comma-separated (e.g. 1,5000: ratio of the two)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(f"{asyncio.run(child(args.requests)):.3f}")
+        print(f"{asyncio.run(child(args.requests, int(args.routes))):.3f}")
+        return
+    counts = [int(n) for n in args.routes.split(",")]
+    if len(counts) > 1:
+        if args.compare_with is not None:
+            ap.error("--routes with several counts and --compare-with: run them separately")
+        per: dict[int, list[float]] = {n: [] for n in counts}
+        for _ in range(max(1, args.rounds)):
+            for n in counts:
+                per[n].append(run_child(ROOT, args.requests, n))
+        print(f"per-request Python path by route count, {args.requests} requests x "
+              f"{args.rounds} rounds (CPU us per request)")
+        for n, values in per.items():
+            print(f"  {n:>6} routes  median {statistics.median(values):7.2f}   rounds "
+                  f"{[round(v, 1) for v in values]}")
+        base = statistics.median(per[counts[0]])
+        for n in counts[1:]:
+            print(f"  {n} / {counts[0]} routes: {statistics.median(per[n]) / base:.3f} "
+                  "(CPU per request; goal <= 1.10)")
         return
     sides = {"rauta": ROOT}
     if args.compare_with is not None:
@@ -158,7 +188,7 @@ def main() -> None:
     runs: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(max(1, args.rounds)):
         for name, checkout in sides.items():
-            runs[name].append(run_child(checkout, args.requests))
+            runs[name].append(run_child(checkout, args.requests, counts[0]))
     print(f"per-request Python path, {args.requests} requests x {args.rounds} rounds "
           "(CPU us per request, in-memory transports)")
     for name, values in runs.items():

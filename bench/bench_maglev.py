@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
-import threading
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
