@@ -342,7 +342,11 @@ def main() -> None:
         asyncio.run(serve_backends(ports, args.stream_bytes))
         return
     if args.serve_proxy:
-        asyncio.run(serve_proxy(args.serve_proxy, [int(p) for p in args.upstreams.split(",")]))
+        try:  # the loop the rauta commands run on (uvloop on Linux; RAUTA_LOOP overrides)
+            from rauta.runloop import run as run_loop
+        except ImportError:  # an older checkout (--compare-with): asyncio's own
+            run_loop = asyncio.run  # type: ignore[assignment]
+        run_loop(serve_proxy(args.serve_proxy, [int(p) for p in args.upstreams.split(",")]))
         return
 
     two_cpus = ((os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None

@@ -17,6 +17,7 @@ import sys
 import click
 import yaml
 
+from rauta import runloop
 from rauta.loader import LoadError, load_snapshot
 from rauta.model.addresses import parse_pool
 from rauta.model.graph import DEFAULT_CONTROLLER
@@ -84,7 +85,14 @@ def proxy_settings(kw: dict[str, object]) -> dict[str, object]:
 @click.group()
 @click.version_option(package_name="rauta")
 def main() -> None:
-    """rauta: a Gateway API controller with an in-process L7 proxy."""
+    """rauta: a Gateway API controller with an in-process L7 proxy.
+
+    The event loop is uvloop on Linux; RAUTA_LOOP=asyncio selects asyncio's own.
+    """
+    try:
+        runloop.loop_factory()  # a bad RAUTA_LOOP is a one-line error, before any work
+    except runloop.LoopChoiceError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @main.command("translate")
@@ -129,7 +137,6 @@ def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file:
               controller_name: str, grace: float, hash_on: str, verbose: bool,
               address_pool: str | None, **settings: object) -> None:
     """Serve traffic from Gateway API YAML files, reloading them on change."""
-    import asyncio
     from pathlib import Path
 
     from rauta.serve import serve
@@ -137,7 +144,7 @@ def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file:
     check_pool(address_pool)
     setup_logging(verbose)
     tune_gc()
-    code = asyncio.run(serve(list(paths), admin=admin, host=listen_host,
+    code = runloop.run(serve(list(paths), admin=admin, host=listen_host,
                              address_pool=address_pool,
                              status_file=Path(status_file) if status_file else None,
                              controller_name=controller_name, grace=grace, hash_on=hash_on,
@@ -152,13 +159,12 @@ def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file:
 @click.option("--admin-port", default=9901, show_default=True)
 def quickstart_cmd(directory: str | None, port: int, admin_port: int) -> None:
     """Start demo backends and serve an example Gateway/HTTPRoute set on loopback."""
-    import asyncio
     from pathlib import Path
 
     from rauta.quickstart import quickstart
 
     setup_logging(False)
-    sys.exit(asyncio.run(quickstart(Path(directory) if directory else None, port, admin_port)))
+    sys.exit(runloop.run(quickstart(Path(directory) if directory else None, port, admin_port)))
 
 
 @main.command("controller")
@@ -186,7 +192,6 @@ def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, li
                    lease_name: str, lease_duration: float, identity: str | None, hash_on: str,
                    verbose: bool, address_pool: str | None, **settings: object) -> None:
     """Run as a Gateway API controller against a Kubernetes API server."""
-    import asyncio
 
     from rauta.controller import run_controller
 
@@ -195,7 +200,7 @@ def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, li
         raise click.UsageError("--address-pool and --gateway-address exclude each other")
     setup_logging(verbose)
     tune_gc()
-    sys.exit(asyncio.run(run_controller(
+    sys.exit(runloop.run(run_controller(
         address_pool=address_pool,
         kubeconfig=kubeconfig, admin=admin, namespace=namespace, controller_name=controller_name,
         listen_host=listen_host, addresses=list(addresses), lease_namespace=lease_namespace,
@@ -211,13 +216,12 @@ def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, li
 def record_cmd(kubeconfig: str | None, out: str, namespace: str | None,
                duration: float | None) -> None:
     """Record the API server's watch events into a scenario file (Secret data redacted)."""
-    import asyncio
     from pathlib import Path
 
     from rauta.controller import record
 
     setup_logging(False)
-    sys.exit(asyncio.run(record(kubeconfig=kubeconfig, out=Path(out), namespace=namespace,
+    sys.exit(runloop.run(record(kubeconfig=kubeconfig, out=Path(out), namespace=namespace,
                                 duration=duration)))
 
 
@@ -226,7 +230,6 @@ def record_cmd(kubeconfig: str | None, out: str, namespace: str | None,
 @click.option("-v", "--verbose", is_flag=True, help="Log what the controller does.")
 def replay_cmd(scenarios: tuple[str, ...], verbose: bool) -> None:
     """Replay scenario files through the real reconciler and proxy on loopback."""
-    import asyncio
     from pathlib import Path
 
     from rauta.replay import replay_text
@@ -241,7 +244,7 @@ def replay_cmd(scenarios: tuple[str, ...], verbose: bool) -> None:
             click.echo(f"rauta: {name}: cannot read: {exc}", err=True)
             sys.exit(2)
         try:
-            report = asyncio.run(replay_text(text, name))
+            report = runloop.run(replay_text(text, name))
         except ScenarioError as exc:
             click.echo(f"rauta: {exc}", err=True)
             sys.exit(2)

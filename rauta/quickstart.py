@@ -12,12 +12,12 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import tempfile
 from importlib import resources
 from pathlib import Path
 
+from rauta import runloop
 from rauta.echo import EchoBackend
 from rauta.scenario import Placeholders, free_port
 from rauta.serve import serve
@@ -78,4 +78,4 @@ async def quickstart(directory: Path | None = None, listener_port: int = 8080,
 
 
 def main() -> int:
-    return asyncio.run(quickstart())
+    return runloop.run(quickstart())

@@ -39,6 +39,7 @@ from rauta.model.config import EMPTY, RouterConfig
 from rauta.model.hostnames import matches as host_matches
 from rauta.model.hostnames import strip_port
 from rauta.model.routing import Decision, RequestView, route
+from rauta.model.rule_index import port_index
 from rauta.proxy import headers as hdr
 from rauta.proxy.runtime import Runtime
 
@@ -90,7 +91,7 @@ def method_refusal(method: str, allow_trace: bool) -> tuple[int, str] | None:
 
 def misdirected(config: RouterConfig, port: int, address: str, sni: str, host: str) -> bool:
     """Do the SNI name and ``host`` select different listeners of the port? (421)"""
-    pc = config.port(port, address)
+    pc = port_index(config).get((address, port))
     if pc is None:
         return False
     name = strip_port(host)  # lower-cased, without port and trailing dot

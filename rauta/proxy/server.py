@@ -59,6 +59,7 @@ import contextlib
 import logging
 import socket
 import struct
+from typing import cast
 
 import httptools
 
@@ -217,7 +218,7 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None and sslobj.selected_alpn_protocol() == "h2":
             h2conn = H2Connection(self.listener)  # ALPN chose HTTP/2: rauta.proxy.h2 serves it

@@ -2,16 +2,23 @@
 
 Everything listens on 127.0.0.1 on ports chosen free just before use. Backends are tiny
 aiohttp apps (or raw asyncio servers for misbehaving ones) started inside the test.
+
+Every async test here runs twice, on asyncio's own loop and on uvloop (the loop the
+``rauta`` commands run on, ``rauta.runloop``), through pytest-asyncio's
+``pytest_asyncio_loop_factories`` hook; ``RAUTA_TEST_LOOP=asyncio`` or ``=uvloop`` runs
+only one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import pytest
 import pytest_asyncio
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -29,6 +36,20 @@ from rauta.model.config import (
     Timeouts,
 )
 from rauta.proxy import Proxy
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
+                                  ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop}
+    try:
+        import uvloop
+    except ImportError:  # not a Linux wheel platform: asyncio only
+        pass
+    else:
+        factories["uvloop"] = uvloop.new_event_loop
+    only = os.environ.get("RAUTA_TEST_LOOP", "")
+    return {only: factories[only]} if only in factories else factories
 
 
 def free_port() -> int:
