@@ -43,8 +43,15 @@ MINOR="${K8S_VERSION#v1.}"; MINOR="${MINOR%%.*}"
 VPKG=k8s.io/component-base/version
 KLD="-s -w -X $VPKG.gitVersion=$K8S_VERSION -X $VPKG.gitMajor=1 -X $VPKG.gitMinor=$MINOR"
 KLD="$KLD -X $VPKG.gitTreeState=clean -X $VPKG.buildDate=1970-01-01T00:00:00Z"
+# helm's default Kubernetes version (for `helm template` and `helm lint`) follows its
+# client-go, as helm's own Makefile sets it: v0.N.x -> 1.N.
+CLIENT_GO="$(cd "$SRC/helm" && go list -m -f '{{.Version}}' k8s.io/client-go)"
+HK_MINOR="${CLIENT_GO#v0.}"; HK_MINOR="${HK_MINOR%%.*}"
 HLD="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 HLD="$HLD -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  HLD="$HLD -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$HK_MINOR"
+done
 
 build() {  # build NAME MODULE-DIR PACKAGE LDFLAGS
   local name="$1" dir="$2" pkg="$3" ld="$4"
@@ -66,6 +73,7 @@ build helm helm helm.sh/helm/v3/cmd/helm "$HLD"
 cat > "$OUT/versions.env" <<ENV
 K8S_VERSION=$K8S_VERSION
 HELM_VERSION=$HELM_VERSION
+HELM_KUBE_VERSION=1.$HK_MINOR
 ENV
 
 echo "build-tools: done in $(( $(now) - T0 ))s"
