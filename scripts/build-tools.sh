@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build rauta's render/check tools: kubectl (at the lab's Kubernetes version, from
-# tools/kubectl/go.mod) and helm (from tools/helm/go.mod). kubectl renders deploy/
+# tools/kubectl/go.mod) and helm (from tools/helm/go.mod), and kind on request. kubectl renders deploy/
 # (`kubectl kustomize`) and checks manifests against the lab (`kubectl apply
 # --dry-run=server`); helm renders charts/rauta (`helm template`, `helm lint`).
 #
@@ -10,8 +10,10 @@
 #   RAUTA_LAB_CACHE   cache root (default: $HOME/.cache/rauta-lab)
 #   RAUTA_LAB_JOBS    go build parallelism (default: 2; the CI machine has 2 cores)
 #
+#   BUILD_KIND=1      also build kind (tools/kind/go.mod) as bin/kind-<version>
+#
 # On success the last line printed is TOOLS_DIR=<dir>, which holds bin/kubectl, bin/helm
-# and versions.env.
+# (bin/kind-<version> with BUILD_KIND=1) and versions.env.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,6 +71,11 @@ build() {  # build NAME MODULE-DIR PACKAGE LDFLAGS
 
 build kubectl kubectl k8s.io/kubernetes/cmd/kubectl "$KLD"
 build helm helm helm.sh/helm/v3/cmd/helm "$HLD"
+# kind only for the kind tier (`make kind-e2e` sets BUILD_KIND=1): bin/kind-<version>.
+if [ "${BUILD_KIND:-0}" = 1 ]; then
+  KIND_VERSION="$(modver kind sigs.k8s.io/kind)"
+  build "kind-$KIND_VERSION" kind sigs.k8s.io/kind "-s -w"
+fi
 
 cat > "$OUT/versions.env" <<ENV
 K8S_VERSION=$K8S_VERSION

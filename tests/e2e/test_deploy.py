@@ -753,6 +753,8 @@ def variant_state(api: Api, v: Variant, gc: str, ctl_name: str) -> list[str]:
         bad.append("never leader (no Lease held)")
     elif spec.get("renewTime") == spec.get("acquireTime"):
         bad.append("Lease never renewed")
+        if v.ctl.is_leader() is False:
+            bad.append("rauta_leader 0 (leadership lost)")
     g = api.get("GatewayClass", None, gc) or {}
     if conds((g.get("status") or {}).get("conditions")).get("Accepted") != "True":
         bad.append("GatewayClass status not written")
@@ -861,9 +863,10 @@ def test_rbac_minimal_every_rule_is_needed(lab: Lab, rendered: Any,
                 assert v.ctl is not None
                 v.broke = variant_state(api, v, f"rbac-{run_id}-{v.index}",
                                         f"rauta.io/rbac-{run_id}-{v.index}")
-                denied = sorted({m.group(0) for m in re.finditer(
-                    r"HTTP 403[^\n]{0,160}", v.ctl.tail(300))})
-                v.broke += [f"log: {d}" for d in denied[:2]]
+                denied = re.search(r'HTTP 403: .*? cannot (\w+) resource "([^"]+)"',
+                                   v.ctl.tail(300))
+                if denied:
+                    v.broke.append(f"log: 403 cannot {denied.group(1)} {denied.group(2)}")
                 teardown(v)
     finally:
         for v in variants:
