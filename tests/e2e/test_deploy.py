@@ -128,7 +128,7 @@ def render(tools: Tools, which: str) -> str:
         return run([tools.kubectl, "kustomize", "deploy/overlays/observer"]).stdout
     extra = ["--set", "observer.enabled=true"] if which == "chart-observer" else []
     return run([tools.helm, "template", "rauta", "charts/rauta", "--namespace",
-                "rauta-system", *extra]).stdout
+                "rauta-system", "--set", "createNamespace=true", *extra]).stdout
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +157,37 @@ def test_helm_lint_passes(tools: Tools) -> None:
     for extra in ([], ["--set", "observer.enabled=true"]):
         out = run([tools.helm, "lint", "--strict", "charts/rauta", *extra])
         assert "0 chart(s) failed" in out.stdout, out.stdout
+
+
+def test_helm_install_and_uninstall_in_the_lab(lab: Lab, tools: Tools, tmp_path: Path,
+                                               cleanup_namespaces: set[str]) -> None:
+    """The README's `helm install` line, for real: the release is deployed, its objects
+    exist, and `helm uninstall` removes them."""
+    env = dict(os.environ, KUBECONFIG=str(lab.kubeconfig), HELM_CONFIG_HOME=str(tmp_path / "c"),
+               HELM_CACHE_HOME=str(tmp_path / "k"), HELM_DATA_HOME=str(tmp_path / "d"))
+    ns = f"rauta-helm-{uuid.uuid4().hex[:6]}"
+    cleanup_namespaces.add(ns)
+
+    def helm(*args: str) -> str:
+        proc = subprocess.run([tools.helm, *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    # The chart's cluster-scoped objects are named after the release: a second release
+    # name keeps this test off deploy/base's ClusterRole and GatewayClass.
+    helm("install", "rauta-helm", "charts/rauta", "-n", ns, "--create-namespace",
+         "--set", "gatewayClass.name=rauta-helm", "--wait=false")
+    status = json.loads(helm("status", "rauta-helm", "-n", ns, "-o", "json"))
+    assert status["info"]["status"] == "deployed", status["info"]
+    api = Api(lab)
+    assert api.get("GatewayClass", None, "rauta-helm") is not None
+    assert lab.request("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/"
+                              "rauta-helm-controller")[0] == 200
+    helm("uninstall", "rauta-helm", "-n", ns, "--wait")
+    assert api.get("GatewayClass", None, "rauta-helm") is None
+    assert lab.request("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/"
+                              "rauta-helm-controller")[0] == 404
 
 
 def test_kustomize_and_helm_render_the_same_deployment(rendered: dict[str, Any]) -> None:
