@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # rauta's container image. Targets:
 #   rauta     (default) the controller: `rauta controller`, non-root (UID 10001), runs with
 #             a read-only root filesystem; it writes nothing outside /tmp (an emptyDir in

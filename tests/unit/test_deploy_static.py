@@ -525,3 +525,27 @@ def test_alert_rules_parse_and_cover_proxy_and_observer(path: Path):
     tested = {t["alertname"] for case in tests["tests"] for t in case["alert_rule_test"]
               if t.get("exp_alerts")}
     assert tested == names, f"alerts without a firing promtool test: {sorted(names - tested)}"
+
+
+def images_in(obj: Any) -> list[str]:
+    if isinstance(obj, dict):
+        return [v for k, v in obj.items() if k == "image" and isinstance(v, str)] + \
+            [i for v in obj.values() for i in images_in(v)]
+    if isinstance(obj, list):
+        return [i for v in obj for i in images_in(v)]
+    return []
+
+
+def test_no_manifest_image_is_untagged_or_latest():
+    files = [*BASE.glob("*.yaml"), *OBSERVER.glob("*.yaml"), *EXAMPLES.glob("*.yaml")]
+    images = [(f.name, i) for f in files for d in load_all(f) for i in images_in(d)]
+    assert len(images) >= 6, images
+    kust = [yaml.safe_load(p.read_text()) for p in (BASE / "kustomization.yaml",
+                                                   OBSERVER / "kustomization.yaml")]
+    retag = {i["name"]: i["newTag"] for k in kust for i in k.get("images", ())}
+    for f, image in images:
+        tag = retag.get(image) or (image.rpartition(":")[2] if ":" in image else "")
+        assert tag and tag != "latest", f"{f}: image {image} untagged or latest"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for img in (values["image"], values["observer"]["image"]):
+        assert img["tag"] in ("", None) or img["tag"] != "latest"  # "" = appVersion
