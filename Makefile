@@ -83,3 +83,29 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache
+
+# ---------------------------------------------------------------- shipping artifacts
+.PHONY: tools promtool deploy-check kind-e2e
+
+# Render/check tools for deploy/, charts/rauta and the alert rules: kubectl and helm built
+# from Go modules (tools/*/go.mod), cached outside the repo by version like the lab
+# (scripts/build-tools.sh), and promtool extracted from Debian's prometheus package
+# (scripts/get-promtool.sh). Without Go or apt-get the tests that need them skip.
+tools:
+	@if command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ]; then \
+		bash scripts/build-tools.sh; \
+	else echo "tools: Go not found; the render/dry-run tests will skip"; fi
+
+promtool:
+	@bash scripts/get-promtool.sh || echo "promtool: unavailable; the alert-rule checks will skip"
+
+# The artifacts checked against the lab (tests/e2e/test_deploy.py) and statically.
+deploy-check: $(STAMP) lab tools promtool
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/unit/test_deploy_static.py tests/e2e/test_deploy.py
+
+# The kind tier (needs Docker): builds the image, loads it into kind, installs the CRDs and
+# deploy/, applies examples/, checks statuses and traffic. Skips without Docker.
+kind-e2e: $(STAMP)
+	@if command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ]; then \
+		BUILD_KIND=1 bash scripts/build-tools.sh; fi
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rs -s tests/e2e/kind
