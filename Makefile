@@ -64,7 +64,7 @@ system:
 		{ apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
 	else echo "system: not root; missing$$missing (tests that need them will skip)"; fi
 
-test: system lint typecheck lab
+test: system lint typecheck lab tools promtool
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 unit: $(STAMP)
