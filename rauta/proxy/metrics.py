@@ -10,16 +10,28 @@ Rules:
   ("namespace/name", "" when no route matched), ``rule`` (rule index, "" when none),
   ``backend`` (the backend name "namespace/service:port", "" when none) and ``code``
   (the status class "1xx".."5xx"). No path, host, client address or raw status code.
-- The hot path costs two dictionary look-ups and two child updates: labelled children
+- Series per route stay at 10 or fewer, histogram buckets included, so thousands of
+  routes do not blow up a Prometheus (``bench/bench_footprint.py`` counts them): a route
+  has ``rauta_requests_total`` per (rule, backend, code class) it served, and one
+  ``rauta_request_duration_seconds`` histogram of ``ROUTE_BUCKETS`` (5 bounds: 6 bucket
+  series + sum + count). The fine-grained latency histogram (``PORT_BUCKETS``) is per
+  listener port, ``rauta_port_request_duration_seconds``. No ``_created`` series
+  (``disable_created_metrics``: they double every counter for a timestamp nobody graphs).
+- The hot path costs two dictionary look-ups and three child updates: labelled children
   are cached per label tuple.
 """
 
 from __future__ import annotations
 
+import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            10.0, 30.0)
+prometheus_client.disable_created_metrics()
+
+PORT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                5.0, 10.0, 30.0)
+ROUTE_BUCKETS = (0.005, 0.025, 0.1, 0.5, 2.5)
+_BUCKETS = PORT_BUCKETS
 _CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
@@ -39,8 +51,13 @@ class ProxyMetrics:
             ["port", "route", "rule", "backend", "code"], registry=r)
         self.duration = Histogram(
             "rauta_request_duration_seconds",
-            "Time from a request's headers to the end of its response",
-            ["port", "route", "code"], buckets=_BUCKETS, registry=r)
+            "Time from a request's headers to the end of its response, per route "
+            "(coarse buckets; rauta_port_request_duration_seconds has fine ones)",
+            ["port", "route"], buckets=ROUTE_BUCKETS, registry=r)
+        self.port_duration = Histogram(
+            "rauta_port_request_duration_seconds",
+            "Time from a request's headers to the end of its response, per listener port",
+            ["port", "code"], buckets=PORT_BUCKETS, registry=r)
         self.connect_errors = Counter(
             "rauta_upstream_connect_errors",
             "Failed connection attempts to backend endpoints", ["backend"], registry=r)
@@ -57,7 +74,8 @@ class ProxyMetrics:
         self.mirrors = Counter(
             "rauta_mirror_requests", "Mirrored requests by outcome",
             ["outcome"], registry=r)
-        self._req_children: dict[tuple[int, str, int, str, int], tuple[Counter, Histogram]] = {}
+        self._req_children: dict[tuple[int, str, int, str, int],
+                                 tuple[Counter, Histogram, Histogram]] = {}
         self._backend_children: dict[tuple[str, str], Counter] = {}
         self._active_children: dict[int, Gauge] = {}
 
@@ -72,13 +90,15 @@ class ProxyMetrics:
             rule_label = str(rule) if rule >= 0 else ""
             children = (
                 self.requests.labels(str(port), route, rule_label, backend, code),
-                self.duration.labels(str(port), route, code),
+                self.duration.labels(str(port), route),
+                self.port_duration.labels(str(port), code),
             )
             if len(self._req_children) > 10_000:
                 self._req_children.clear()
             self._req_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+        children[2].observe(seconds)
 
     def connect_error(self, backend: str) -> None:
         self._backend(self.connect_errors, "err", backend).inc()

@@ -134,7 +134,14 @@ async def test_generation_config_and_metrics(proxy: Proxy, echo: EchoBackend) ->
               "backend": "default/svc:80", "code": "2xx"}
     assert reg.get_sample_value("rauta_requests_total", labels) == 2
     assert reg.get_sample_value("rauta_request_duration_seconds_count",
-                                {"port": str(port), "route": "default/r", "code": "2xx"}) == 2
+                                {"port": str(port), "route": "default/r"}) == 2
+    assert reg.get_sample_value("rauta_port_request_duration_seconds_count",
+                                {"port": str(port), "code": "2xx"}) == 2
+    # At most 10 series for this route, histogram buckets included, and no _created ones.
+    route_series = [s for m in reg.collect() for s in m.samples
+                    if s.labels.get("route") == "default/r"]
+    assert len(route_series) <= 10, [s.name for s in route_series]
+    assert not [s for m in reg.collect() for s in m.samples if s.name.endswith("_created")]
     for _ in range(100):  # the proxy sees the client's close a moment later
         if reg.get_sample_value("rauta_active_connections", {"port": str(port)}) == 0:
             break
