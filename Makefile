@@ -79,7 +79,7 @@ goldens: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit/test_golden.py --update-goldens
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_maglev.py
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -1,0 +1,158 @@
+"""``make bench``: every benchmark of ``bench/`` in one bounded run, one results file.
+
+Role: run each benchmark as a child process (each runs its anchors side by side itself:
+nginx for the proxy, the 1-route figure for routing cost, pure Python for the Maglev
+accelerator), keep its whole output, pick out the headline figures with the regexes
+below, and write ``bench/results/<UTC date>-<time>.json`` plus a Markdown table next to
+it (``.md``), which the README's performance section copies.
+
+Rules:
+- Bounded: every child has a timeout (``STEPS``); a child that fails or times out is
+  recorded as such (with its output tail) and the run goes on; the exit code is 1 when
+  any step failed.
+- Loopback only, as each benchmark is. The lab step (API propagation) runs only when the
+  lab binaries are built and we are root, and says so when it is skipped.
+- Figures are never invented: a headline whose regex does not match is reported as
+  missing, with the output kept in the JSON for a human to read.
+- The machine's description (CPU model, cores, load average before and after) goes into
+  the results, since absolute figures on a shared 2-core machine move by ±25 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    goal: str
+    argv: tuple[str, ...]
+    timeout: float
+    # headline name -> regex with one group (a number), searched in the output
+    figures: tuple[tuple[str, str], ...]
+
+
+STEPS: tuple[Step, ...] = (
+    Step("maglev", "build <= 10 ms at N=1000, M=65537; loop stall <= 5 ms",
+         ("bench/bench_maglev.py",), 300,
+         (("build_ms_c", r"N= 1000 equal weights\s+([\d.]+) ms /"),
+          ("build_ms_pure", r"N= 1000 equal weights\s+[\d.]+ ms /\s+([\d.]+) ms"),
+          ("stall_worst_ms_c", r"C\s+worst\s+([\d.]+) ms"))),
+    Step("routing cost", "5,000 routes within 10 % of 1 route (CPU per request)",
+         ("bench/bench_hotpath.py", "--routes", "1,5000", "--rounds", "3",
+          "--requests", "20000"), 900,
+         (("cpu_us_1_route", r"^\s+1 routes\s+median\s+([\d.]+)"),
+          ("cpu_us_5000_routes", r"^\s+5000 routes\s+median\s+([\d.]+)"),
+          ("ratio", r"5000 / 1 routes: ([\d.]+)"))),
+    Step("throughput, 64 connections", "rauta/nginx >= 0.8 req/s, p99 <= 1.5x nginx",
+         ("bench/bench_proxy.py", "--duration", "5", "--rounds", "3", "--connections", "64"),
+         900,
+         (("rauta_rps", r"^rauta proxy\s+(\d+)"), ("nginx_rps", r"^nginx proxy \(1 worker\)\s+(\d+)"),
+          ("rauta_per_nginx", r"^rauta proxy\s+\d+\s+\S+\s+[\d.]+\s+([\d.]+)"),
+          ("rauta_cpu_us", r"^rauta proxy\s+\d+\s+\S+\s+[\d.]+\s+[\d.]+\s+(\d+)"),
+          ("nginx_cpu_us", r"^nginx proxy \(1 worker\)\s+\d+\s+\S+\s+[\d.]+\s+[\d.]+\s+(\d+)"))),
+    Step("throughput, 256 connections", "rauta/nginx >= 0.8 req/s, p99 <= 1.5x nginx",
+         ("bench/bench_proxy.py", "--duration", "5", "--rounds", "3", "--connections", "256"),
+         900,
+         (("rauta_rps", r"^rauta proxy\s+(\d+)"), ("nginx_rps", r"^nginx proxy \(1 worker\)\s+(\d+)"),
+          ("rauta_per_nginx", r"^rauta proxy\s+\d+\s+\S+\s+[\d.]+\s+([\d.]+)"),
+          ("rauta_cpu_us", r"^rauta proxy\s+\d+\s+\S+\s+[\d.]+\s+[\d.]+\s+(\d+)"))),
+    Step("footprint", "5,000 routes in 50 namespaces: RSS <= 250 MB, <= 10 series per route",
+         ("bench/bench_footprint.py",), 600,
+         (("peak_rss_mib", r"peak RSS ([\d.]+) MiB"),
+          ("series_per_route_max", r"series per route: max (\d+)"))),
+    Step("file propagation", "file write -> traffic (3,000 routes: p99 <= 30 ms)",
+         ("bench/bench_routes.py", "--routes", "3000"), 600,
+         (("file_edit_to_traffic_ms", r"file_edit_to_traffic=([\d.]+)ms"),
+          ("peak_rss_mib", r"peak_rss=([\d.]+)MiB"))),
+)
+
+
+def machine() -> dict[str, object]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release(),
+            "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+
+def run_step(step: Step) -> dict[str, object]:
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, *step.argv], cwd=ROOT, capture_output=True,
+                              text=True, timeout=step.timeout)
+        out, status = proc.stdout + proc.stderr, ("ok" if proc.returncode == 0
+                                                  else f"exit {proc.returncode}")
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        status = f"timeout after {step.timeout:.0f} s"
+    figures: dict[str, float | None] = {}
+    for name, pattern in step.figures:
+        m = re.search(pattern, out, re.MULTILINE)
+        figures[name] = float(m.group(1)) if m else None
+    return {"name": step.name, "goal": step.goal, "argv": list(step.argv), "status": status,
+            "seconds": round(time.monotonic() - t0, 1), "figures": figures, "output": out}
+
+
+def markdown(results: dict[str, object]) -> str:
+    mach = results["machine"]
+    assert isinstance(mach, dict)
+    lines = [f"Benchmarks of {results['date']} on {mach['cores']} cores ({mach['cpu']}), "
+             f"Python {mach['python']}, load average before {mach['loadavg']}:", "",
+             "| benchmark | goal | status | figures |", "|---|---|---|---|"]
+    for step in results["steps"]:  # type: ignore[attr-defined]
+        figs = ", ".join(f"{k} {'missing' if v is None else f'{v:g}'}"
+                         for k, v in step["figures"].items())
+        lines.append(f"| {step['name']} | {step['goal']} | {step['status']} | {figs} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="", help="comma-separated step names (default: all)")
+    args = ap.parse_args()
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%MZ")
+    results: dict[str, object] = {"date": stamp, "machine": machine(), "steps": []}
+    failed = False
+    for step in STEPS:
+        if only and step.name not in only:
+            continue
+        print(f"bench: {step.name} ...", flush=True)
+        got = run_step(step)
+        failed |= got["status"] != "ok"
+        results["steps"].append(got)  # type: ignore[attr-defined]
+        print(f"bench: {step.name}: {got['status']} in {got['seconds']} s: {got['figures']}",
+              flush=True)
+    results["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stamp}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / f"{stamp}.md").write_text(markdown(results))
+    print(markdown(results))
+    print(f"bench: wrote {RESULTS.relative_to(ROOT)}/{stamp}.json and .md")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
