@@ -518,9 +518,12 @@ def assemble(graph: Graph, rules: dict[ListenerId, tuple[cfg.Rule, ...]],
             lis_rules = rules.get(lis.lid, ())
             gateway = nsname(meta.namespace, meta.name)
             same = reuse_lr.get((gateway, lis.spec.name, lis.hostname, id(lis_rules)))
+            # model_construct: every part is already a validated model, and the rules
+            # tuple must stay the very object passed in (validation would copy it).
             listeners.append(same if same is not None and same.rules is lis_rules else
-                             cfg.ListenerRoutes(gateway=gateway, listener=lis.spec.name,
-                                                hostname=lis.hostname, rules=lis_rules))
+                             cfg.ListenerRoutes.model_construct(
+                                 gateway=gateway, listener=lis.spec.name,
+                                 hostname=lis.hostname, rules=lis_rules))
         protocol = "HTTPS" if group[0].protocol == "HTTPS" else "HTTP"
         certs = tuple(cfg.TLSCertificate(hostname=lis.hostname, secrets=lis.certificates)
                       for lis in group if protocol == "HTTPS")
@@ -548,8 +551,8 @@ def assemble(graph: Graph, rules: dict[ListenerId, tuple[cfg.Rule, ...]],
         for name, (gc, _) in sorted(graph.classes.items()))
     gateways = tuple(sorted((_gateway_status(gw, applied, attached) for gw in graph.gateways),
                             key=lambda s: (s.namespace, s.name)))
-    return Translation(config, Statuses(gateway_classes=classes, gateways=gateways,
-                                        routes=routes))
+    return Translation(config, Statuses.model_construct(gateway_classes=classes,
+                                                        gateways=gateways, routes=routes))
 
 
 def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,

@@ -11,6 +11,10 @@ Rules:
   after the latest event, but never more than ``max_delay`` after the first one.
 - ``Programmed`` reflects what the proxy reported it applied: statuses are computed from
   the ``Applied`` the proxy returned, never from the desired config alone.
+- Translation is incremental (``rauta.model.incremental``): the store hands out the keys
+  that changed since the last snapshot with the snapshot itself (``take_snapshot``), so
+  only what they touch is recomputed; the result equals ``translate``'s. When a
+  translation fails, the memo is dropped and the next pass starts from scratch.
 - An input that fails to parse never reaches the model; the last good version is kept and
   one error line is logged per distinct problem.
 """
@@ -24,9 +28,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rauta.model import incremental
 from rauta.model.config import EMPTY, RouterConfig
 from rauta.model.graph import DEFAULT_CONTROLLER
-from rauta.model.snapshot import Snapshot
+from rauta.model.snapshot import Key, Snapshot
 from rauta.model.status import (
     Applied,
     GatewayClassStatus,
@@ -34,7 +39,7 @@ from rauta.model.status import (
     RouteStatus,
     Statuses,
 )
-from rauta.model.translate import Translation, translate
+from rauta.model.translate import Translation
 from rauta.reconcile.store import Event, ObjectStore
 
 log = logging.getLogger("rauta.reconcile")
@@ -82,7 +87,8 @@ def status_diff(before: Mapping[tuple[str, str, str], Any],
         if key[0] == "HTTPRoute" and key not in now and old.parents:
             now[key] = RouteStatus(namespace=key[1], name=key[2], generation=old.generation,
                                    uid=old.uid, parents=())
-    changed = {k: v for k, v in now.items() if before.get(k) != v}
+    changed = {k: v for k, v in now.items()
+               if (old := before.get(k)) is not v and old != v}
     return now, StatusChanges(
         gateway_classes=tuple(v for k, v in sorted(changed.items()) if k[0] == "GatewayClass"),
         gateways=tuple(v for k, v in sorted(changed.items()) if k[0] == "Gateway"),
@@ -132,6 +138,8 @@ class Reconciler:
         self._last_event_at = 0.0
         self._logged_errors: set[str] = set()
         self.ready = asyncio.Event()  # set after the first successful apply
+        # The incremental translator's memo (its snapshot is the last one taken).
+        self._memo: incremental.Incremental | None = None
 
     # ----------------------------------------------------------------- input
 
@@ -196,19 +204,29 @@ class Reconciler:
         """Wait until every submitted change has been reconciled."""
         await asyncio.wait_for(self._idle.wait(), timeout)
 
-    async def _translate(self, snapshot: Snapshot, applied: Applied | None) -> Translation:
+    async def _translate(self, snapshot: Snapshot, changed: frozenset[Key],
+                         applied: Applied | None) -> Translation:
         """Run the pure model in a worker thread: it shares nothing mutable, and the event
-        loop (the proxy's hot path) keeps serving while a large config is translated."""
-        return await asyncio.to_thread(translate, snapshot,
-                                       controller_name=self.controller_name, applied=applied,
-                                       address_pool=self.address_pool)
+        loop (the proxy's hot path) keeps serving while a large config is translated.
+        ``changed``: the keys that differ from the memo's snapshot."""
+        memo = self._memo
+        self._memo = None  # until this succeeds: a failure must not leave a stale memo
+
+        def work() -> incremental.Incremental:
+            if memo is None:
+                return incremental.start(snapshot, controller_name=self.controller_name,
+                                         applied=applied, address_pool=self.address_pool)
+            return incremental.update(memo, snapshot, changed, applied=applied)
+
+        self._memo = await asyncio.to_thread(work)
+        return self._memo.translation
 
     async def reconcile(self) -> StatusChanges:
         """One pass: translate, apply if the config changed, write changed statuses."""
         started = time.perf_counter()
         self.stats.reconciles += 1
-        snapshot = self.store.snapshot()
-        desired = await self._translate(snapshot, self.applied)
+        snapshot, changed = self.store.take_snapshot()
+        desired = await self._translate(snapshot, changed, self.applied)
         secrets = self.store.tls()
         for attempt in range(3):  # an apply can change the verdicts (e.g. a certificate
             # that does not load), and so the config: apply until the config is stable
@@ -229,13 +247,13 @@ class Reconciler:
                                                for p in desired.config.ports))
                 asyncio.get_running_loop().call_later(self.retry_delay, self._mark_dirty)
                 self.applied = applied
-                desired = await self._translate(snapshot, applied)
+                desired = await self._translate(snapshot, frozenset(), applied)
                 break
             if applied.failed and attempt == 0:  # try again later, not in a hot loop
                 asyncio.get_running_loop().call_later(self.retry_delay, self._mark_dirty)
             if applied != self.applied:
                 self.applied = applied
-                desired = await self._translate(snapshot, applied)
+                desired = await self._translate(snapshot, frozenset(), applied)
         self.statuses, changes = status_diff(self.statuses, desired.statuses)
         if changes:
             await self.sink.write(changes)

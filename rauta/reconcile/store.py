@@ -11,6 +11,8 @@ Rules:
 - An object that fails to parse never replaces the last good version of that object: the
   store keeps serving the old one and records one error line naming the object and field.
 - Secret key material never enters the model; the store keeps TLS pairs aside for the proxy.
+- Every key whose parsed object changed is remembered until ``take_snapshot`` hands it
+  out with the snapshot it belongs to (the incremental translator's input).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class ObjectStore:
     parsed: dict[Key, Resource] = field(default_factory=dict)
     errors: dict[Key, str] = field(default_factory=dict)
     _snapshot: Snapshot | None = None
+    _changed: set[Key] = field(default_factory=set)  # since the last take_snapshot
 
     def apply(self, event: Event) -> bool:
         """Apply one event; True when the snapshot changed."""
@@ -94,6 +97,7 @@ class ObjectStore:
             del self.raw[key]
             self.parsed.pop(key, None)
             self._snapshot = None
+            self._changed.add(key)
             return True
         old = self.raw.get(key)
         if old is not None and _comparable(old) == _comparable(obj):
@@ -110,6 +114,7 @@ class ObjectStore:
             return key[0] == "Secret" and tls_pair(obj) != (tls_pair(old) if old else None)
         self.parsed[key] = parsed
         self._snapshot = None
+        self._changed.add(key)
         return True
 
     def diff(self, objects: Iterable[Mapping[str, Any]],
@@ -148,6 +153,11 @@ class ObjectStore:
         if self._snapshot is None:
             self._snapshot = Snapshot(dict(self.parsed))
         return self._snapshot
+
+    def take_snapshot(self) -> tuple[Snapshot, frozenset[Key]]:
+        """The snapshot, and the keys whose object changed since the last call."""
+        changed, self._changed = frozenset(self._changed), set()
+        return self.snapshot(), changed
 
     def tls(self) -> dict[str, tuple[bytes, bytes]]:
         """TLS pairs of every kubernetes.io/tls Secret, keyed ``namespace/name``."""

@@ -389,3 +389,63 @@ async def test_deleted_gateway_and_class_disappear_from_the_standalone_status(
         r.submit(Event("DELETED", o) for o in objs if o["kind"] in ("Gateway", "GatewayClass"))
         await r.wait_idle(5)
     assert not any(k[0] in ("Gateway", "GatewayClass") for k in sink.status), sink.status.keys()
+
+
+# ---------------------------------------------------------------------- incremental
+
+
+async def test_every_pass_equals_a_full_translation_of_the_store(proxy: FakeProxy) -> None:
+    from rauta.model.translate import translate
+
+    sink = RecordingSink()
+    steps: list[list[Event]] = [
+        [Event("ADDED", o) for o in world(PORT)],
+        [Event("ADDED", route("second", path="/b", svc="other"))],
+        [Event("ADDED", service("other"))],
+        [Event("MODIFIED", route(path="/changed"))],
+        [Event("DELETED", service())],
+        [Event("MODIFIED", gateway(PORT, generation=2))],
+        [Event("DELETED", route("second"))],
+    ]
+    async with Running(proxy, sink) as r:
+        for events in steps:
+            assert r.submit(events)
+            await r.wait_idle(5)
+            full = translate(r.store.snapshot(), applied=r.applied)
+            assert r.config == full.config
+            assert proxy.calls[-1][0] == full.config
+            want = {("HTTPRoute", s.namespace, s.name): s for s in full.statuses.routes}
+            # (a deleted route keeps an empty entry: the sink removes our parents)
+            assert {k: v for k, v in r.statuses.items()
+                    if k[0] == "HTTPRoute" and v.parents} == want
+
+
+async def test_a_failed_translation_drops_the_memo_and_the_next_pass_starts_over(
+        proxy: FakeProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rauta.model import incremental
+
+    real_update, real_start = incremental.update, incremental.start
+    calls = {"update": 0, "start": 0}
+
+    def flaky(*args: Any, **kw: Any) -> Any:
+        calls["update"] += 1
+        if calls["update"] == 1:
+            raise RuntimeError("boom")
+        return real_update(*args, **kw)
+
+    def start(*args: Any, **kw: Any) -> Any:
+        calls["start"] += 1
+        return real_start(*args, **kw)
+
+    async with Running(proxy, RecordingSink()) as r:
+        r.submit(Event("ADDED", o) for o in world(PORT))
+        await r.wait_idle(5)
+        monkeypatch.setattr(incremental, "update", flaky)
+        monkeypatch.setattr(incremental, "start", start)
+        r.submit([Event("MODIFIED", route(path="/lost"))])  # this pass fails
+        await r.wait_idle(5)
+        assert proxy.calls[-1][0].ports[0].listeners[0].rules[0].match.path.value == "/"
+        r.submit([Event("ADDED", service("unrelated"))])  # starts over: sees /lost too
+        await r.wait_idle(5)
+    assert calls["start"] == 1  # the memo was gone: it started over
+    assert proxy.calls[-1][0].ports[0].listeners[0].rules[0].match.path.value == "/lost"
