@@ -20,7 +20,9 @@ Rules:
   4. the first rule of that listener (the translator's precedence order; where
      RegularExpression paths sit in that order is the translator's choice, this module
      simply honours the order it is given) whose hostname, method, path, headers and query
-     all match wins; none -> 404 "no matching route";
+     all match wins; none -> 404 "no matching route". Only the rules that can match the
+     Host are scanned (``ruleindex``: a rule with an exact hostname only for that Host),
+     which never changes which rule wins;
   5. a rule the translator marked ``invalid`` (its filters or timeouts cannot be honoured)
      -> 500 "invalid rule", never a fall-through to a later rule;
   6. a RequestRedirect filter -> redirect; else weighted backend choice: no backends or
@@ -75,7 +77,7 @@ from urllib.parse import parse_qsl
 import re2  # type: ignore[import-untyped]
 import xxhash
 
-from rauta.model import maglev
+from rauta.model import maglev, ruleindex
 from rauta.model.config import (
     Backend,
     Endpoint,
@@ -314,31 +316,46 @@ def _endpoint_index(
     return table, by_key
 
 
+# The endpoint sets (two or more endpoints) of every Rule the last ``prepare`` saw, by
+# identity. A config that reuses the previous one's Rule objects (the incremental
+# translator does) is then prepared in time proportional to what changed, plus one dict
+# lookup per rule. An entry holds its Rule, so that id cannot be reused while cached.
+_RULE_SETS: dict[int, tuple[Rule, tuple[tuple[Endpoint, ...], ...]]] = {}
+
+
+def _rule_sets(rule: Rule) -> tuple[tuple[Endpoint, ...], ...]:
+    backends = (*rule.backends, *(m.backend for m in rule.filters.mirrors))
+    return tuple(b.endpoints for b in backends if len(b.endpoints) >= 2)
+
+
 def prepare(config: RouterConfig) -> int:
     """Build the Maglev table of every endpoint set ``config`` uses, ahead of traffic.
 
     The proxy calls this off its event loop before installing a config, so no request
     pays for a table build (10-20 ms at M = 65537). The index then holds exactly the sets
     of this config (however many), replacing the previous one in one assignment. Returns
-    the number of sets.
+    the number of sets. It also builds the per-listener host indexes (``ruleindex``).
     """
-    global _ENDPOINT_INDEX
-    old = _ENDPOINT_INDEX
+    global _ENDPOINT_INDEX, _RULE_SETS
+    old, old_rules = _ENDPOINT_INDEX, _RULE_SETS
     new: dict[int, tuple[tuple[Endpoint, ...], maglev.MaglevTable, dict[str, Endpoint]]] = {}
+    rule_sets: dict[int, tuple[Rule, tuple[tuple[Endpoint, ...], ...]]] = {}
     for port in config.ports:
         for lis in port.listeners:
             for rule in lis.rules:
-                backends = [*rule.backends, *(m.backend for m in rule.filters.mirrors)]
-                for b in backends:
-                    eps = b.endpoints
-                    if len(eps) < 2 or id(eps) in new:
+                hit = old_rules.get(id(rule))
+                sets = hit[1] if hit is not None and hit[0] is rule else _rule_sets(rule)
+                rule_sets[id(rule)] = (rule, sets)
+                for eps in sets:
+                    if id(eps) in new:
                         continue
                     entry = old.get(id(eps))
                     if entry is None or entry[0] is not eps:
                         by_key = {e.key: e for e in eps}
                         entry = (eps, maglev.cached(tuple((k, 1) for k in by_key)), by_key)
                     new[id(eps)] = entry
-    _ENDPOINT_INDEX = new
+    _ENDPOINT_INDEX, _RULE_SETS = new, rule_sets
+    ruleindex.prepare(config)
     return len(new)
 
 
@@ -387,7 +404,8 @@ def route(
         return Decision(kind="error", status=404, reason="no matching route", port=port)
 
     lazy = _Lazy(req)
-    rule = next((r for r in listener.rules if _rule_matches(r, host, path, req, lazy)), None)
+    rules = ruleindex.candidates(listener, host)  # the rules that can match this Host
+    rule = next((r for r in rules if _rule_matches(r, host, path, req, lazy)), None)
     if rule is None:
         return Decision(
             kind="error", status=404, reason="no matching route", port=port, listener=listener

@@ -449,3 +449,22 @@ async def test_a_failed_translation_drops_the_memo_and_the_next_pass_starts_over
         await r.wait_idle(5)
     assert calls["start"] == 1  # the memo was gone: it started over
     assert proxy.calls[-1][0].ports[0].listeners[0].rules[0].match.path.value == "/lost"
+
+
+def test_pairwise_status_diff_agrees_with_the_keyed_one_or_declines() -> None:
+    from rauta.model.snapshot import Snapshot
+    from rauta.model.translate import translate
+    from rauta.reconcile.reconciler import status_diff, status_diff_from
+
+    def statuses(*objs: dict[str, Any]) -> Any:
+        return translate(Snapshot.from_dicts(objs)).statuses
+
+    base = [gateway_class(), gateway(PORT), service(), route("a"), route("b")]
+    first = statuses(*base)
+    before, _ = status_diff({}, first)
+    edited = statuses(*base[:3], route("a", generation=2), route("b"))
+    assert status_diff_from(first, before, edited) == status_diff(before, edited)
+    assert status_diff_from(first, before, edited)[1].routes[0].name == "a"  # type: ignore[index]
+    # Another set of routes (same count): the pairwise diff declines.
+    assert status_diff_from(first, before, statuses(*base[:3], route("a"), route("c"))) is None
+    assert status_diff_from(first, before, statuses(*base[:4])) is None
