@@ -19,14 +19,15 @@ Rules:
 - Small listeners are not indexed: scanning them is as fast.
 - Merged candidate tuples (exact rules of a host interleaved with the non-exact ones)
   are built on first use per host and kept, at most ``MERGED_MAX`` per listener.
+- Candidate sequences are shared: callers never modify them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from heapq import merge
 
 from rauta.model.config import ListenerRoutes, RouterConfig, Rule
-from rauta.model.hostnames import is_wildcard
 
 MIN_RULES = 32  # listeners with fewer rules are scanned, not indexed
 MERGED_MAX = 4096
@@ -40,24 +41,31 @@ class HostIndex:
 
     def __init__(self, listener: ListenerRoutes) -> None:
         self.listener = listener
+        rules = listener.rules
+        exact: dict[str, list[Rule]] = {}
         positions: dict[str, list[int]] = {}
         wild: list[int] = []
-        for i, rule in enumerate(listener.rules):
+        for i, rule in enumerate(rules):
             host = rule.hostname
-            if host and not is_wildcard(host):
-                positions.setdefault(host.lower(), []).append(i)
+            if host and not host.startswith("*."):
+                host = host.lower()
+                got = exact.get(host)
+                if got is None:
+                    exact[host] = [rule]
+                    positions[host] = [i]
+                else:
+                    got.append(rule)
+                    positions[host].append(i)
             else:
                 wild.append(i)
-        rules = listener.rules
-        self.wild: tuple[Rule, ...] = tuple(rules[i] for i in wild)
-        self.positions = {h: tuple(p) for h, p in positions.items()} if wild else {}
+        self.wild: Sequence[Rule] = tuple(rules[i] for i in wild)
         # Without non-exact rules a host's candidates are its own rules, ready now.
-        self.exact: dict[str, tuple[Rule, ...]] = {} if wild else {
-            h: tuple(rules[i] for i in p) for h, p in positions.items()}
+        self.exact: dict[str, list[Rule]] = {} if wild else exact
+        self.positions = positions if wild else {}
         self._wild_positions = tuple(wild)
-        self.merged: dict[str, tuple[Rule, ...]] = {}
+        self.merged: dict[str, Sequence[Rule]] = {}
 
-    def candidates(self, host: str) -> tuple[Rule, ...]:
+    def candidates(self, host: str) -> Sequence[Rule]:
         """The listener's rules that can match ``host`` (lower-case, no port), in order."""
         if not self.positions:
             return self.exact.get(host, self.wild)
@@ -77,7 +85,7 @@ class HostIndex:
 _INDEX: dict[int, HostIndex] = {}
 
 
-def candidates(listener: ListenerRoutes, host: str) -> tuple[Rule, ...]:
+def candidates(listener: ListenerRoutes, host: str) -> Sequence[Rule]:
     """``listener.rules`` narrowed to those that can match ``host`` (see the module doc)."""
     if len(listener.rules) < MIN_RULES:
         return listener.rules
