@@ -15,7 +15,8 @@ Rules:
   id cannot be reused while cached). ``prepare`` builds them for a whole config off the
   event loop and replaces the cache in one assignment, reusing the index of every
   listener that is the same object as before (the incremental translator keeps
-  unchanged listeners); a listener not prepared is indexed on first use (bounded cache).
+  unchanged listeners) and keeping the previous generation, which serves until the new
+  config is installed; a listener not prepared is indexed on first use (bounded cache).
 - Small listeners are not indexed: scanning them is as fast.
 - Merged candidate tuples (exact rules of a host interleaved with the non-exact ones)
   are built on first use per host and kept, at most ``MERGED_MAX`` per listener.
@@ -82,7 +83,8 @@ class HostIndex:
         return out
 
 
-_INDEX: dict[int, HostIndex] = {}
+_INDEX: dict[int, HostIndex] = {}  # the listeners of the config prepared last
+_PREVIOUS: dict[int, HostIndex] = {}  # ... and of the one before (still serving meanwhile)
 
 
 def candidates(listener: ListenerRoutes, host: str) -> Sequence[Rule]:
@@ -91,15 +93,19 @@ def candidates(listener: ListenerRoutes, host: str) -> Sequence[Rule]:
         return listener.rules
     index = _INDEX.get(id(listener))
     if index is None or index.listener is not listener:
-        index = HostIndex(listener)
-        if len(_INDEX) < _CACHE_MAX:
-            _INDEX[id(listener)] = index
+        index = _PREVIOUS.get(id(listener))
+        if index is None or index.listener is not listener:
+            index = HostIndex(listener)
+            if len(_INDEX) < _CACHE_MAX:
+                _INDEX[id(listener)] = index
     return index.candidates(host)
 
 
 def prepare(config: RouterConfig) -> int:
-    """Index every large listener of ``config`` (reusing identical ones); the number."""
-    global _INDEX
+    """Index every large listener of ``config`` (reusing identical ones); the number.
+    The previous config's indexes are kept one more generation: requests keep being
+    routed with it until the new one is installed."""
+    global _INDEX, _PREVIOUS
     old = _INDEX
     new: dict[int, HostIndex] = {}
     for port in config.ports:
@@ -107,6 +113,8 @@ def prepare(config: RouterConfig) -> int:
             if len(lis.rules) < MIN_RULES:
                 continue
             index = old.get(id(lis))
+            if index is None or index.listener is not lis:
+                index = _PREVIOUS.get(id(lis))
             new[id(lis)] = index if index is not None and index.listener is lis else HostIndex(lis)
-    _INDEX = new
+    _INDEX, _PREVIOUS = new, old
     return len(new)

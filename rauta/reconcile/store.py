@@ -83,6 +83,7 @@ class ObjectStore:
     errors: dict[Key, str] = field(default_factory=dict)
     _snapshot: Snapshot | None = None
     _changed: set[Key] = field(default_factory=set)  # since the last take_snapshot
+    _pending: dict[Key, Resource | None] = field(default_factory=dict)  # not in _snapshot
 
     def apply(self, event: Event) -> bool:
         """Apply one event; True when the snapshot changed."""
@@ -96,7 +97,7 @@ class ObjectStore:
                 return False
             del self.raw[key]
             self.parsed.pop(key, None)
-            self._snapshot = None
+            self._pending[key] = None
             self._changed.add(key)
             return True
         old = self.raw.get(key)
@@ -113,7 +114,7 @@ class ObjectStore:
             # The model sees no change, but a Secret's key material may have rotated.
             return key[0] == "Secret" and tls_pair(obj) != (tls_pair(old) if old else None)
         self.parsed[key] = parsed
-        self._snapshot = None
+        self._pending[key] = parsed
         self._changed.add(key)
         return True
 
@@ -150,8 +151,13 @@ class ObjectStore:
         return changed
 
     def snapshot(self) -> Snapshot:
-        if self._snapshot is None:
+        """The parsed objects as a Snapshot (updated with what changed since the last one,
+        or built from scratch when most of it changed)."""
+        if self._snapshot is None or len(self._pending) * 8 > len(self.parsed):
             self._snapshot = Snapshot(dict(self.parsed))
+        elif self._pending:
+            self._snapshot = self._snapshot.updated(self._pending)
+        self._pending.clear()
         return self._snapshot
 
     def take_snapshot(self) -> tuple[Snapshot, frozenset[Key]]:

@@ -58,3 +58,13 @@ def test_prepare_reuses_the_index_of_an_identical_listener_only() -> None:
     small = config(*many[:3])
     assert ruleindex.prepare(small) == 0
     assert tuple(ruleindex.candidates(small.ports[0].listeners[0], "h1.test")) == many[:3]
+
+
+def test_the_previous_config_stays_indexed_until_the_next_prepare() -> None:
+    many = tuple(rule(hostname=f"h{i}.test", index=i) for i in range(ruleindex.MIN_RULES))
+    old, new = config(*many), config(*many[1:], rule(hostname="z.test"))
+    ruleindex.prepare(old)
+    index = ruleindex._INDEX[id(old.ports[0].listeners[0])]
+    ruleindex.prepare(new)  # old still serves until new is installed: still indexed
+    assert ruleindex._PREVIOUS[id(old.ports[0].listeners[0])] is index
+    assert tuple(ruleindex.candidates(old.ports[0].listeners[0], "h0.test")) == many[:1]
