@@ -37,11 +37,11 @@ class Snapshot:
     def __init__(self, items: Mapping[Key, Resource] | None = None) -> None:
         ordered = dict(sorted((items or {}).items()))
         self._keys: tuple[Key, ...] = tuple(ordered)
-        self._items: Mapping[Key, Resource] = MappingProxyType(ordered)
+        self._items: MappingProxyType[Key, Resource] = MappingProxyType(ordered)
         by_kind: dict[str, list[Resource]] = {}
         for (kind, _, _), obj in ordered.items():
             by_kind.setdefault(kind, []).append(obj)
-        self._by_kind: Mapping[str, tuple[Resource, ...]] = MappingProxyType(
+        self._by_kind: MappingProxyType[str, tuple[Resource, ...]] = MappingProxyType(
             {k: tuple(v) for k, v in by_kind.items()}
         )
 
@@ -103,27 +103,37 @@ class Snapshot:
         if not changes:
             return self
         keys = list(self._keys)
-        items = dict(self._items)
-        added = False
+        items = self._items.copy()  # the underlying dict's copy: C speed, order kept
+        reshaped = False  # a key added or removed (else only values are replaced)
+        replaced: list[Key] = []
         for key, obj in changes.items():
             if obj is None:
                 if key in items:
                     del items[key]
                     del keys[bisect_left(keys, key)]
+                    reshaped = True
             else:
                 if key not in items:
                     insort(keys, key)
-                    added = True
+                    reshaped = True
+                else:
+                    replaced.append(key)
                 items[key] = obj
-        if added:  # new keys went to the end of the dict: restore the key order
+        if reshaped:  # new keys went to the end of the dict: restore the key order
             items = {k: items[k] for k in keys}
-        by_kind = dict(self._by_kind)
-        for kind in {k[0] for k in changes}:
+        by_kind = self._by_kind.copy()
+        for kind in {k[0] for k in (changes if reshaped else replaced)}:
             # Keys sort by kind first, so a kind's keys are one contiguous run.
             lo, hi = bisect_left(keys, (kind,)), bisect_left(keys, (kind + "\0",))
-            group = tuple(items[k] for k in keys[lo:hi])
+            if reshaped:
+                group = [items[k] for k in keys[lo:hi]]
+            else:
+                group = list(by_kind[kind])
+                for key in replaced:
+                    if key[0] == kind:
+                        group[bisect_left(keys, key, lo, hi) - lo] = items[key]
             if group:
-                by_kind[kind] = group
+                by_kind[kind] = tuple(group)
             else:
                 by_kind.pop(kind, None)
         new = Snapshot.__new__(Snapshot)
