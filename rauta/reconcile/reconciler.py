@@ -17,6 +17,11 @@ Rules:
   that changed since the last snapshot with the snapshot itself (``take_snapshot``), so
   only what they touch is recomputed; the result equals ``translate``'s. When a
   translation fails, the memo is dropped and the next pass starts from scratch.
+- Long-lived objects are frozen out of the cyclic garbage collector (``gc.freeze``) after
+  the store grows by a quarter and every ``FREEZE_EVERY`` passes: a full collection of a
+  heap holding thousands of routes stops the event loop (and so the proxy) for hundreds
+  of milliseconds; frozen objects are still freed by reference counting, only cycles
+  among them are never collected (the bounded price).
 - An input that fails to parse never reaches the model; the last good version is kept and
   one error line is logged per distinct problem.
 """
@@ -24,6 +29,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -45,6 +51,7 @@ from rauta.model.translate import Translation
 from rauta.reconcile.store import Event, ObjectStore
 
 log = logging.getLogger("rauta.reconcile")
+FREEZE_EVERY = 100  # passes between two gc.freeze() (see the module doc)
 
 
 class ProxyLike(Protocol):
@@ -79,8 +86,8 @@ def status_diff(before: Mapping[tuple[str, str, str], Any],
     is reported with an empty ``parents`` so that the sink removes our entries.
     """
     now: dict[tuple[str, str, str], Any] = {}
-    for gc in statuses.gateway_classes:
-        now[("GatewayClass", "", gc.name)] = gc
+    for cls in statuses.gateway_classes:
+        now[("GatewayClass", "", cls.name)] = cls
     for gw in statuses.gateways:
         now[("Gateway", gw.namespace, gw.name)] = gw
     for rt in statuses.routes:
@@ -153,7 +160,8 @@ class Reconciler:
     def __init__(self, proxy: ProxyLike, sink: StatusSink, *,
                  controller_name: str = DEFAULT_CONTROLLER,
                  settle: float = 0.001, max_delay: float = 0.1,
-                 retry_delay: float = 1.0, address_pool: str | None = None) -> None:
+                 retry_delay: float = 1.0, address_pool: str | None = None,
+                 freeze_heap: bool = True) -> None:
         self.proxy, self.sink = proxy, sink
         self.address_pool = address_pool
         self.retry_delay = retry_delay
@@ -175,6 +183,8 @@ class Reconciler:
         # The incremental translator's memo (its snapshot is the last one taken).
         self._memo: incremental.Incremental | None = None
         self._diffed: Statuses | None = None  # the statuses ``self.statuses`` was keyed from
+        self.freeze_heap = freeze_heap
+        self._frozen_at = (0, 0)  # (passes, store size) at the last gc.freeze()
 
     # ----------------------------------------------------------------- input
 
@@ -223,8 +233,19 @@ class Reconciler:
                 await self.reconcile()
             except Exception:  # a bug must not stop the control loop
                 log.exception("reconcile failed; will retry on the next change")
+            self._tend_heap()
             if not self._dirty.is_set():
                 self._idle.set()
+
+    def _tend_heap(self) -> None:
+        """``gc.freeze()`` when the store grew by a quarter or FREEZE_EVERY passes went by."""
+        if not self.freeze_heap:
+            return
+        passes, size = self.stats.reconciles, len(self.store.parsed)
+        then, then_size = self._frozen_at
+        if passes - then >= FREEZE_EVERY or size * 4 > then_size * 5 + 400:
+            gc.freeze()
+            self._frozen_at = (passes, size)
 
     async def _coalesce(self) -> None:
         while True:

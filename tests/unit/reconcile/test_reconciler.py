@@ -468,3 +468,26 @@ def test_pairwise_status_diff_agrees_with_the_keyed_one_or_declines() -> None:
     # Another set of routes (same count): the pairwise diff declines.
     assert status_diff_from(first, before, statuses(*base[:3], route("a"), route("c"))) is None
     assert status_diff_from(first, before, statuses(*base[:4])) is None
+
+
+async def test_the_heap_is_frozen_after_growth_and_every_freeze_every_passes(
+        proxy: FakeProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from rauta.reconcile import reconciler as mod
+
+    frozen: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(1))
+    monkeypatch.setattr(mod, "FREEZE_EVERY", 3)
+    async with Running(proxy, RecordingSink()) as r:
+        r.submit(Event("ADDED", route(f"r{i}")) for i in range(600))  # growth
+        await r.wait_idle(5)
+        assert len(frozen) == 1
+        for i in range(3):
+            r.submit([Event("MODIFIED", route("r1", path=f"/p{i}"))])
+            await r.wait_idle(5)
+        assert len(frozen) == 2
+    async with Running(proxy, RecordingSink(), freeze_heap=False) as r:  # type: ignore[arg-type]
+        r.submit(Event("ADDED", route(f"r{i}")) for i in range(600))
+        await r.wait_idle(5)
+    assert len(frozen) == 2
