@@ -17,6 +17,8 @@ Rules:
   listener that is the same object as before (the incremental translator keeps
   unchanged listeners) and keeping the previous generation, which serves until the new
   config is installed; a listener not prepared is indexed on first use (bounded cache).
+  A new version of a listener indexed before (same gateway, name and hostname) is
+  derived from the old index when few of its rules changed (``derived``).
 - Small listeners are not indexed: scanning them is as fast.
 - Merged candidate tuples (exact rules of a host interleaved with the non-exact ones)
   are built on first use per host and kept, at most ``MERGED_MAX`` per listener.
@@ -83,6 +85,50 @@ class HostIndex:
         return out
 
 
+DERIVE_MAX = 64  # at most this many rules added + removed: derive, else build afresh
+
+
+def derived(old: HostIndex, listener: ListenerRoutes) -> HostIndex | None:
+    """The index of ``listener`` from the index of an earlier version of it, in time
+    proportional to the rules that changed (plus a few C-speed passes over the rules):
+    when both have only exact hostnames, few rules were added or removed and the rules
+    they share keep their relative order. None when that does not hold (build afresh).
+    Equal to ``HostIndex(listener)``."""
+    if old.positions or old.wild:
+        return None
+    rules, before = listener.rules, old.listener.rules
+    where = dict(zip(map(id, rules), range(len(rules)), strict=True))  # id -> position
+    was = dict(zip(map(id, before), range(len(before)), strict=True))
+    if len(where) != len(rules) or len(was) != len(before):
+        return None  # a rule object listed twice: keep it simple
+    added, removed = where.keys() - was.keys(), was.keys() - where.keys()
+    if len(added) + len(removed) > DERIVE_MAX:
+        return None
+    # The shared rules must keep their order, or some host's list would be out of order.
+    kept = [p for p in map(where.get, map(id, before)) if p is not None]
+    if kept != sorted(kept):
+        return None
+    new_rules = [rules[where[i]] for i in added]
+    touched = {before[was[i]].hostname.lower() for i in removed}
+    for rule in new_rules:
+        if not rule.hostname or rule.hostname.startswith("*."):
+            return None
+        touched.add(rule.hostname.lower())
+    exact = old.exact.copy()  # untouched hosts share their (never modified) lists
+    for host in touched:
+        mine = [r for r in old.exact.get(host, ()) if id(r) in where]
+        mine.extend(r for r in new_rules if r.hostname.lower() == host)
+        mine.sort(key=lambda r: where[id(r)])
+        if mine:
+            exact[host] = mine
+        else:
+            exact.pop(host, None)
+    index = HostIndex.__new__(HostIndex)
+    index.listener, index.exact, index.wild, index.positions = listener, exact, (), {}
+    index._wild_positions, index.merged = (), {}
+    return index
+
+
 _INDEX: dict[int, HostIndex] = {}  # the listeners of the config prepared last
 _PREVIOUS: dict[int, HostIndex] = {}  # ... and of the one before (still serving meanwhile)
 
@@ -107,6 +153,8 @@ def prepare(config: RouterConfig) -> int:
     routed with it until the new one is installed."""
     global _INDEX, _PREVIOUS
     old = _INDEX
+    by_place = {(i.listener.gateway, i.listener.listener, i.listener.hostname): i
+                for i in old.values()}
     new: dict[int, HostIndex] = {}
     for port in config.ports:
         for lis in port.listeners:
@@ -115,6 +163,10 @@ def prepare(config: RouterConfig) -> int:
             index = old.get(id(lis))
             if index is None or index.listener is not lis:
                 index = _PREVIOUS.get(id(lis))
-            new[id(lis)] = index if index is not None and index.listener is lis else HostIndex(lis)
+            if index is None or index.listener is not lis:
+                # A new version of a listener indexed before: derive from that one.
+                earlier = by_place.get((lis.gateway, lis.listener, lis.hostname))
+                index = (derived(earlier, lis) if earlier is not None else None) or HostIndex(lis)
+            new[id(lis)] = index
     _INDEX, _PREVIOUS = new, old
     return len(new)

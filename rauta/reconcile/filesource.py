@@ -167,10 +167,12 @@ class FileSource:
         events = await asyncio.to_thread(self.read_changed, list(changed))
         return 0 if not events else self.reconciler.submit(events)
 
-    async def run(self, *, debounce_ms: int = 50, step_ms: int = 5) -> None:
+    async def run(self, *, debounce_ms: int = 50, step_ms: int = 2) -> None:
         """Load now, then re-read the files that change until cancelled. ``step_ms``: how
         long the watcher waits for more changes after one (the first change is seen after
-        at least this long); ``debounce_ms``: the most it groups changes for."""
+        at least this long: p50 4 ms at 2, 10 ms at 5, 33 ms at 20 on loopback tmpfs);
+        ``debounce_ms``: the most it groups changes for. A file caught half-written fails
+        to parse, keeps its last good version and is read again on its next event."""
         await self.load_async()
         watch = [p if p.is_dir() else p.parent for p in self.paths]
         async for changes in watchfiles.awatch(*watch, debounce=debounce_ms, step=step_ms,

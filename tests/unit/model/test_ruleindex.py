@@ -68,3 +68,32 @@ def test_the_previous_config_stays_indexed_until_the_next_prepare() -> None:
     ruleindex.prepare(new)  # old still serves until new is installed: still indexed
     assert ruleindex._PREVIOUS[id(old.ports[0].listeners[0])] is index
     assert tuple(ruleindex.candidates(old.ports[0].listeners[0], "h0.test")) == many[:1]
+
+
+EXACT = tuple(f"h{i}.test" for i in range(12))
+
+
+@given(st.lists(st.tuples(st.sampled_from(EXACT), st.sampled_from(("/", "/a"))),
+                min_size=ruleindex.MIN_RULES, max_size=2 * ruleindex.MIN_RULES),
+       st.data())
+def test_a_derived_index_equals_a_fresh_one(drawn: list, data: st.DataObject) -> None:
+    old_rules = [rule(path, hostname=host, index=i, route_name=f"ns/r{i}")
+                 for i, (host, path) in enumerate(drawn)]
+    new_rules = list(old_rules)
+    for _ in range(data.draw(st.integers(0, 6), label="edits")):
+        if new_rules and data.draw(st.booleans(), label="remove"):
+            new_rules.pop(data.draw(st.integers(0, len(new_rules) - 1), label="at"))
+        else:
+            host = data.draw(st.sampled_from((*EXACT, "*.test", "")), label="host")
+            at = data.draw(st.integers(0, len(new_rules)), label="at")
+            new_rules.insert(at, rule("/b", hostname=host, index=1000 + at))
+    if data.draw(st.booleans(), label="swap") and len(new_rules) > 2:
+        new_rules[0], new_rules[-1] = new_rules[-1], new_rules[0]
+    old = ListenerRoutes(gateway="g/g", listener="l", hostname="", rules=tuple(old_rules))
+    new = ListenerRoutes(gateway="g/g", listener="l", hostname="", rules=tuple(new_rules))
+    index = ruleindex.derived(ruleindex.HostIndex(old), new)
+    if index is None:
+        return  # declined: the caller builds afresh
+    fresh = ruleindex.HostIndex(new)
+    for host in (*EXACT, "other.test"):
+        assert list(index.candidates(host)) == list(fresh.candidates(host))
