@@ -44,7 +44,7 @@ from types import MappingProxyType
 from typing import Any
 
 from rauta.model import config as cfg
-from rauta.model.graph import DEFAULT_CONTROLLER, Graph, Read
+from rauta.model.graph import DEFAULT_CONTROLLER, Graph, Read, slice_index
 from rauta.model.resources import EndpointSlice, HTTPRoute
 from rauta.model.snapshot import Key, Snapshot
 from rauta.model.status import Applied, RouteStatus
@@ -127,18 +127,23 @@ def _slice_index(prev: Incremental, snapshot: Snapshot, changed: Iterable[Key]
     touched: set[tuple[str, str]] = set()
     if not keys:
         return prev.slices, touched
+    names: dict[str, set[str]] = {}  # namespace -> names of the changed slices
+    fresh: dict[tuple[str, str], list[EndpointSlice]] = {}  # their new versions by service
     for key in keys:
-        for obj in (prev.snapshot.get(*key), snapshot.get(*key)):
+        names.setdefault(key[1], set()).add(key[2])
+        before, after = prev.snapshot.get(*key), snapshot.get(*key)
+        for obj in (before, after):
             if isinstance(obj, EndpointSlice) and obj.service_name:
                 touched.add((key[1], obj.service_name))
+        if isinstance(after, EndpointSlice) and after.service_name:
+            fresh.setdefault((key[1], after.service_name), []).append(after)
+    if 4 * len(keys) > len(snapshot.of_kind(EndpointSlice)):  # most of them: rebuild
+        return _frozen(slice_index(snapshot)), touched
     index = dict(prev.slices)
     for ns, svc in touched:
-        names = {k[2] for k in keys if k[1] == ns}
-        group = [e for e in index.get((ns, svc), ()) if e.metadata.name not in names]
-        for k in keys:
-            obj = snapshot.get(*k)
-            if k[1] == ns and isinstance(obj, EndpointSlice) and obj.service_name == svc:
-                group.append(obj)
+        gone = names[ns]
+        group = [e for e in index.get((ns, svc), ()) if e.metadata.name not in gone]
+        group.extend(fresh.get((ns, svc), ()))
         group.sort(key=lambda e: e.metadata.name)  # snapshot key order within a namespace
         if group:
             index[(ns, svc)] = tuple(group)
