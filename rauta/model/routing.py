@@ -320,12 +320,31 @@ def _endpoint_index(
 # identity. A config that reuses the previous one's Rule objects (the incremental
 # translator does) is then prepared in time proportional to what changed, plus one dict
 # lookup per rule. An entry holds its Rule, so that id cannot be reused while cached.
-_RULE_SETS: dict[int, tuple[Rule, tuple[tuple[Endpoint, ...], ...]]] = {}
+_RuleEntry = tuple[Rule, tuple[tuple[Endpoint, ...], ...], frozenset[tuple[str, int]]]
+_RULE_SETS: dict[int, _RuleEntry] = {}
+# The config prepared last and every (address, port) its backends and mirrors may send to.
+_PREPARED: tuple[RouterConfig | None, frozenset[tuple[str, int]]] = (None, frozenset())
 
 
-def _rule_sets(rule: Rule) -> tuple[tuple[Endpoint, ...], ...]:
+def _rule_entry(rule: Rule) -> _RuleEntry:
     backends = (*rule.backends, *(m.backend for m in rule.filters.mirrors))
-    return tuple(b.endpoints for b in backends if len(b.endpoints) >= 2)
+    return (rule, tuple(b.endpoints for b in backends if len(b.endpoints) >= 2),
+            frozenset((e.address, e.port) for b in backends for e in b.endpoints))
+
+
+def endpoint_keys(config: RouterConfig) -> frozenset[tuple[str, int]]:
+    """Every ``(address, port)`` a backend or mirror of ``config`` may send to: computed
+    by ``prepare`` (off the event loop) for the config it prepared, else here."""
+    prepared, keys = _PREPARED
+    if prepared is config:
+        return keys
+    out: set[tuple[str, int]] = set()
+    for port in config.ports:
+        for lis in port.listeners:
+            for rule in lis.rules:
+                hit = _RULE_SETS.get(id(rule))
+                out.update(hit[2] if hit is not None and hit[0] is rule else _rule_entry(rule)[2])
+    return frozenset(out)
 
 
 def prepare(config: RouterConfig) -> int:
@@ -334,19 +353,22 @@ def prepare(config: RouterConfig) -> int:
     The proxy calls this off its event loop before installing a config, so no request
     pays for a table build (10-20 ms at M = 65537). The index then holds exactly the sets
     of this config (however many), replacing the previous one in one assignment. Returns
-    the number of sets. It also builds the per-listener host indexes (``ruleindex``).
+    the number of sets. It also builds the per-listener host indexes (``ruleindex``) and
+    the config's ``endpoint_keys``.
     """
-    global _ENDPOINT_INDEX, _RULE_SETS
+    global _ENDPOINT_INDEX, _RULE_SETS, _PREPARED
     old, old_rules = _ENDPOINT_INDEX, _RULE_SETS
     new: dict[int, tuple[tuple[Endpoint, ...], maglev.MaglevTable, dict[str, Endpoint]]] = {}
-    rule_sets: dict[int, tuple[Rule, tuple[tuple[Endpoint, ...], ...]]] = {}
+    rule_sets: dict[int, _RuleEntry] = {}
+    keys: set[tuple[str, int]] = set()
     for port in config.ports:
         for lis in port.listeners:
             for rule in lis.rules:
                 hit = old_rules.get(id(rule))
-                sets = hit[1] if hit is not None and hit[0] is rule else _rule_sets(rule)
-                rule_sets[id(rule)] = (rule, sets)
-                for eps in sets:
+                found = hit if hit is not None and hit[0] is rule else _rule_entry(rule)
+                rule_sets[id(rule)] = found
+                keys.update(found[2])
+                for eps in found[1]:
                     if id(eps) in new:
                         continue
                     entry = old.get(id(eps))
@@ -355,6 +377,7 @@ def prepare(config: RouterConfig) -> int:
                         entry = (eps, maglev.cached(tuple((k, 1) for k in by_key)), by_key)
                     new[id(eps)] = entry
     _ENDPOINT_INDEX, _RULE_SETS = new, rule_sets
+    _PREPARED = (config, frozenset(keys))
     ruleindex.prepare(config)
     return len(new)
 

@@ -712,3 +712,19 @@ def test_prepare_again_with_reused_and_new_rules_indexes_exactly_the_new_config(
     indexed = {entry[0] for entry in routing._ENDPOINT_INDEX.values()}
     assert indexed == {eps(i) for i in (0, 1, 9, 3, 4)}
     assert routing.prepare(config(*rules[:1])) == 1
+
+
+def test_endpoint_keys_are_every_backend_and_mirror_address() -> None:
+    from rauta.model import routing
+
+    mirror = Mirror(backend=backend("ns/m:80", endpoints=(Endpoint(address="10.7.0.9",
+                                                                     port=81),)))
+    r1 = rule("/a", backends=(backend(endpoints=(Endpoint(address="10.7.0.1", port=80),
+                                                 Endpoint(address="10.7.0.2", port=80))),),
+              filters=Filters(mirrors=(mirror,)))
+    cfg_ = config(r1, rule("/b", backends=(backend(endpoints=()),), index=1))
+    want = {("10.7.0.1", 80), ("10.7.0.2", 80), ("10.7.0.9", 81)}
+    assert routing.endpoint_keys(cfg_) == want  # not prepared: computed
+    routing.prepare(cfg_)
+    assert routing.endpoint_keys(cfg_) == want  # prepared: the cached set
+    assert routing.endpoint_keys(config()) == frozenset()
