@@ -1,7 +1,9 @@
 """The translator: snapshot → graph → RouterConfig + Gateway API statuses.
 
-Role: the one entry point of the pure model, ``translate(snapshot, ...)``. The reconciler,
-``rauta translate``, the golden tests and the stateful tests all call exactly this.
+Role: the reference entry point of the pure model, ``translate(snapshot, ...)``.
+``rauta translate``, the golden tests and the stateful tests call exactly this; the
+reconciler calls ``rauta.model.incremental``, which must give the same result and shares
+the per-route work (``route_output``) and the assembly (``assemble``) defined here.
 
 Rules:
 - Pure: the result depends only on the arguments. ``applied`` (what the proxy really

@@ -97,3 +97,14 @@ def test_a_derived_index_equals_a_fresh_one(drawn: list, data: st.DataObject) ->
     fresh = ruleindex.HostIndex(new)
     for host in (*EXACT, "other.test"):
         assert list(index.candidates(host)) == list(fresh.candidates(host))
+
+
+def test_exact_rules_interleave_with_wildcard_ones_in_listener_order() -> None:
+    hosts = ["a.test", "*.test", "b.test", "", "a.test"] * (ruleindex.MIN_RULES // 5 + 1)
+    rules = tuple(rule(hostname=h, index=i) for i, h in enumerate(hosts))
+    listener = ListenerRoutes(gateway="g/g", listener="l", hostname="", rules=rules)
+    got = ruleindex.candidates(listener, "a.test")
+    assert tuple(got) == tuple(r for r in rules if r.hostname in ("a.test", "*.test", ""))
+    assert ruleindex.candidates(listener, "a.test") is got  # merged once, then kept
+    assert tuple(ruleindex.candidates(listener, "zzz.net")) == tuple(
+        r for r in rules if r.hostname in ("*.test", ""))
