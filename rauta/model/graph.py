@@ -7,6 +7,10 @@ It decides GatewayClass acceptance, listener validity and conflicts, route attac
 
 Rules:
 - Pure and deterministic: objects are visited in snapshot key order or an explicit sort.
+- While ``Graph.reads`` is a set, every snapshot read a route's attachment or backend
+  resolution makes is recorded there (``Read``), where it happens: the incremental
+  translator's dependency tracking. ``rebase`` reuses the Gateway verdicts for a snapshot
+  that differs only in objects they do not read.
 - A verdict is recorded once, where it is decided, with a reason from ``conditions``.
 - Each Gateway is served on its own address when an address pool is given
   (``rauta.model.addresses``; without a pool every Gateway shares the listen host "").
@@ -29,7 +33,8 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import copy
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rauta.model import hostnames
@@ -57,6 +62,12 @@ from rauta.model.snapshot import Snapshot
 DEFAULT_CONTROLLER = "rauta.io/gateway-controller"
 SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
 HTTPROUTE_KIND = (GATEWAY_GROUP, "HTTPRoute")
+# What a route's translation read, recorded while ``Graph.reads`` is a set (the incremental
+# translator's dependencies): ("Gateway", ns, name), ("Namespace", name), ("Service", ns,
+# name), ("Slices", ns, service) for the EndpointSlices of a Service, ("Grants", ns) for
+# the ReferenceGrants of a namespace.
+Read = tuple[str, ...]
+SliceIndex = Mapping[tuple[str, str], Sequence[EndpointSlice]]
 # appProtocol values the proxy can speak to a backend (HTTP/1.1, incl. WebSocket upgrade).
 # (kubernetes.io/ws is not listed: the proxy does not tunnel Upgrade yet.)
 SUPPORTED_APP_PROTOCOLS = frozenset({"http"})
@@ -129,7 +140,7 @@ class ListenerState:
     tls_ok: bool = True  # HTTPS only: at least one usable certificate and no bad ref
     supported_kinds: tuple[tuple[str, str], ...] = (HTTPROUTE_KIND,)
     certificates: tuple[str, ...] = ()  # "ns/name" of usable TLS Secrets
-    attached: int = 0
+    index: int = 0  # position in the Gateway's spec.listeners
 
     @property
     def valid(self) -> bool:
@@ -149,6 +160,12 @@ class ListenerState:
     @property
     def hostname(self) -> str:
         return (self.spec.hostname or "").lower()
+
+    @property
+    def lid(self) -> tuple[str, int]:
+        """The listener's identity across translations: ("ns/gateway", index)."""
+        meta = self.gateway.metadata
+        return nsname(meta.namespace, meta.name), self.index
 
     @property
     def protocol(self) -> str:
@@ -194,8 +211,9 @@ class Graph:
 
     def __init__(self, snapshot: Snapshot, controller_name: str = DEFAULT_CONTROLLER,
                  bad_certificates: Mapping[str, str] | None = None,
-                 address_pool: str | None = None) -> None:
+                 address_pool: str | None = None, slices: SliceIndex | None = None) -> None:
         self.snapshot = snapshot
+        self.reads: set[Read] | None = None  # a set: record what routes read (see Read)
         self.address_pool = address_pool
         # Secrets the proxy reported it could not load (key material only it parses).
         self.bad_certificates = dict(bad_certificates or {})
@@ -206,10 +224,7 @@ class Graph:
                 self.classes[gc.metadata.name] = (gc, True)
         # EndpointSlices by (namespace, service): resolution is then linear, not
         # backendRefs x slices.
-        self._slices: dict[tuple[str, str], list[EndpointSlice]] = {}
-        for eps in snapshot.of_kind(EndpointSlice):
-            if eps.service_name:
-                self._slices.setdefault((eps.metadata.namespace, eps.service_name), []).append(eps)
+        self._slices: SliceIndex = slice_index(snapshot) if slices is None else slices
         self.gateways: list[GatewayState] = [
             self._gateway(gw)
             for gw in sorted(snapshot.of_kind(Gateway), key=age_key)
@@ -219,9 +234,23 @@ class Graph:
         self._cross_gateway_conflicts()
         self._gw_index = {g.key: g for g in self.gateways}
 
+    def rebase(self, snapshot: Snapshot, slices: SliceIndex) -> Graph:
+        """This graph's GatewayClass and Gateway verdicts over ``snapshot`` (and its slice
+        index). Valid only when nothing those verdicts read differs between the two
+        snapshots: GatewayClasses, Gateways, Secrets, ReferenceGrants (and the same
+        certificate verdicts and address pool). A shallow copy: ``self`` is unchanged."""
+        new = copy.copy(self)
+        new.snapshot, new._slices, new.reads = snapshot, slices, None
+        return new
+
+    def _read(self, what: Read) -> None:
+        if self.reads is not None:
+            self.reads.add(what)
+
     # ------------------------------------------------------------------ references
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
+        self._read(("Namespace", namespace))
         ns = self.snapshot.get("Namespace", "", namespace)
         labels = dict(ns.metadata.labels) if isinstance(ns, Namespace) else {}
         labels.setdefault("kubernetes.io/metadata.name", namespace)
@@ -232,6 +261,7 @@ class Graph:
         """Is a reference from ``from_ns`` to ``to_ns/to_name`` allowed by a ReferenceGrant?"""
         if from_ns == to_ns:
             return True
+        self._read(("Grants", to_ns))
         from_group = GATEWAY_GROUP
         for grant in self.snapshot.of_kind(ReferenceGrant):
             if grant.metadata.namespace != to_ns:
@@ -247,7 +277,8 @@ class Graph:
     # ------------------------------------------------------------------ gateways
 
     def _gateway(self, gw: Gateway) -> GatewayState:
-        state = GatewayState(gw, [ListenerState(gw, lis) for lis in gw.spec.listeners])
+        state = GatewayState(gw, [ListenerState(gw, lis, index=i)
+                                  for i, lis in enumerate(gw.spec.listeners)])
         state.rejected = _unsupported_gateway_fields(gw)
         if state.rejected:
             for lis in state.listeners:
@@ -409,6 +440,7 @@ class Graph:
         for ref in route.spec.parent_refs:
             if (ref.group, ref.kind) != (GATEWAY_GROUP, "Gateway"):
                 continue  # another kind of parent: not ours to judge
+            self._read(("Gateway", ref.namespace or route_ns, ref.name))
             gw = self._gw_index.get(nsname(ref.namespace or route_ns, ref.name))
             if gw is None:
                 continue  # not one of our Gateways: no status from us
@@ -467,6 +499,8 @@ class Graph:
                         weight: int) -> ResolvedBackend:
         """Resolve a backendRef to a Service port and its ready endpoints (or an invalid one)."""
         ns = ref.namespace or route_ns
+        self._read(("Service", ns, ref.name))
+        self._read(("Slices", ns, ref.name))
         label = f"{nsname(ns, ref.name)}:{ref.port}" if ref.port else nsname(ns, ref.name)
         if ref.group != "" or ref.kind != "Service":
             return ResolvedBackend(label, weight, (
@@ -523,6 +557,15 @@ class Graph:
                 for addr in ep.addresses:
                     found.add(Endpoint(address=addr, port=number))
         return tuple(sorted(found, key=lambda e: (e.address, e.port)))
+
+
+def slice_index(snapshot: Snapshot) -> dict[tuple[str, str], tuple[EndpointSlice, ...]]:
+    """EndpointSlices by (namespace, service name), each group in snapshot key order."""
+    index: dict[tuple[str, str], list[EndpointSlice]] = {}
+    for eps in snapshot.of_kind(EndpointSlice):
+        if eps.service_name:
+            index.setdefault((eps.metadata.namespace, eps.service_name), []).append(eps)
+    return {k: tuple(v) for k, v in index.items()}
 
 
 def valid_hostname(name: str, *, wildcard: bool = True) -> bool:

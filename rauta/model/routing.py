@@ -318,32 +318,68 @@ def _endpoint_index(
     return table, by_key
 
 
+# The endpoint sets (two or more endpoints) of every Rule the last ``prepare`` saw, by
+# identity. A config that reuses the previous one's Rule objects (the incremental
+# translator does) is then prepared in time proportional to what changed, plus one dict
+# lookup per rule. An entry holds its Rule, so that id cannot be reused while cached.
+_RuleEntry = tuple[Rule, tuple[tuple[Endpoint, ...], ...], frozenset[tuple[str, int]]]
+_RULE_SETS: dict[int, _RuleEntry] = {}
+# The config prepared last and every (address, port) its backends and mirrors may send to.
+_PREPARED: tuple[RouterConfig | None, frozenset[tuple[str, int]]] = (None, frozenset())
+
+
+def _rule_entry(rule: Rule) -> _RuleEntry:
+    backends = (*rule.backends, *(m.backend for m in rule.filters.mirrors))
+    return (rule, tuple(b.endpoints for b in backends if len(b.endpoints) >= 2),
+            frozenset((e.address, e.port) for b in backends for e in b.endpoints))
+
+
+def endpoint_keys(config: RouterConfig) -> frozenset[tuple[str, int]]:
+    """Every ``(address, port)`` a backend or mirror of ``config`` may send to: computed
+    by ``prepare`` (off the event loop) for the config it prepared, else here."""
+    prepared, keys = _PREPARED
+    if prepared is config:
+        return keys
+    out: set[tuple[str, int]] = set()
+    for port in config.ports:
+        for lis in port.listeners:
+            for rule in lis.rules:
+                hit = _RULE_SETS.get(id(rule))
+                out.update(hit[2] if hit is not None and hit[0] is rule else _rule_entry(rule)[2])
+    return frozenset(out)
+
+
 def prepare(config: RouterConfig) -> int:
     """Build the Maglev table of every endpoint set ``config`` uses, ahead of traffic.
 
     The proxy calls this off its event loop before installing a config, so no request
     pays for a table build (a few ms at M = 65537). The index then holds exactly the sets
-    of this config (however many), replacing the previous one in one assignment; the rule
-    and port indexes (``rule_index``) are built in the same pass. Returns the number of
-    sets.
+    of this config (however many), replacing the previous one in one assignment. Returns
+    the number of sets. It also builds the rule and port indexes (``rule_index``) and the
+    config's ``endpoint_keys``.
     """
-    global _ENDPOINT_INDEX
-    old = _ENDPOINT_INDEX
+    global _ENDPOINT_INDEX, _RULE_SETS, _PREPARED
+    old, old_rules = _ENDPOINT_INDEX, _RULE_SETS
     new: dict[int, tuple[tuple[Endpoint, ...], maglev.MaglevTable, dict[str, Endpoint]]] = {}
+    rule_sets: dict[int, _RuleEntry] = {}
+    keys: set[tuple[str, int]] = set()
     for port in config.ports:
         for lis in port.listeners:
             for rule in lis.rules:
-                backends = [*rule.backends, *(m.backend for m in rule.filters.mirrors)]
-                for b in backends:
-                    eps = b.endpoints
-                    if len(eps) < 2 or id(eps) in new:
+                hit = old_rules.get(id(rule))
+                found = hit if hit is not None and hit[0] is rule else _rule_entry(rule)
+                rule_sets[id(rule)] = found
+                keys.update(found[2])
+                for eps in found[1]:
+                    if id(eps) in new:
                         continue
                     entry = old.get(id(eps))
                     if entry is None or entry[0] is not eps:
                         by_key = {e.key: e for e in eps}
                         entry = (eps, maglev.cached(tuple((k, 1) for k in by_key)), by_key)
                     new[id(eps)] = entry
-    _ENDPOINT_INDEX = new
+    _ENDPOINT_INDEX, _RULE_SETS = new, rule_sets
+    _PREPARED = (config, frozenset(keys))
     prepare_rule_index(config)
     return len(new)
 

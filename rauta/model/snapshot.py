@@ -7,10 +7,13 @@ Rules:
 - Iteration order is the sorted key order, never insertion order, so shuffling the input
   cannot change anything computed from a snapshot.
 - Duplicate keys are an error in ``from_objects`` (the last write would silently win).
+- ``updated`` applies a few changes without re-sorting everything: its result equals the
+  snapshot built from scratch over the same items.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -29,15 +32,16 @@ def key_of(obj: Resource) -> Key:
 class Snapshot:
     """A frozen mapping of resource key to resource."""
 
-    __slots__ = ("_items", "_by_kind")
+    __slots__ = ("_items", "_by_kind", "_keys")
 
     def __init__(self, items: Mapping[Key, Resource] | None = None) -> None:
         ordered = dict(sorted((items or {}).items()))
-        self._items: Mapping[Key, Resource] = MappingProxyType(ordered)
+        self._keys: tuple[Key, ...] = tuple(ordered)
+        self._items: MappingProxyType[Key, Resource] = MappingProxyType(ordered)
         by_kind: dict[str, list[Resource]] = {}
         for (kind, _, _), obj in ordered.items():
             by_kind.setdefault(kind, []).append(obj)
-        self._by_kind: Mapping[str, tuple[Resource, ...]] = MappingProxyType(
+        self._by_kind: MappingProxyType[str, tuple[Resource, ...]] = MappingProxyType(
             {k: tuple(v) for k, v in by_kind.items()}
         )
 
@@ -79,7 +83,7 @@ class Snapshot:
         return hash(tuple(self._items))
 
     def keys(self) -> tuple[Key, ...]:
-        return tuple(self._items)
+        return self._keys
 
     def get(self, kind: str, namespace: str, name: str) -> Resource | None:
         return self._items.get((kind, namespace, name))
@@ -93,6 +97,50 @@ class Snapshot:
         items = dict(self._items)
         items[key_of(obj)] = obj
         return Snapshot(items)
+
+    def updated(self, changes: Mapping[Key, Resource | None]) -> Snapshot:
+        """This snapshot with ``changes`` applied (``None`` deletes the key)."""
+        if not changes:
+            return self
+        keys = list(self._keys)
+        items = self._items.copy()  # the underlying dict's copy: C speed, order kept
+        reshaped = False  # a key added or removed (else only values are replaced)
+        replaced: list[Key] = []
+        for key, obj in changes.items():
+            if obj is None:
+                if key in items:
+                    del items[key]
+                    del keys[bisect_left(keys, key)]
+                    reshaped = True
+            else:
+                if key not in items:
+                    insort(keys, key)
+                    reshaped = True
+                else:
+                    replaced.append(key)
+                items[key] = obj
+        if reshaped:  # new keys went to the end of the dict: restore the key order
+            items = {k: items[k] for k in keys}
+        by_kind = self._by_kind.copy()
+        for kind in {k[0] for k in (changes if reshaped else replaced)}:
+            # Keys sort by kind first, so a kind's keys are one contiguous run.
+            lo, hi = bisect_left(keys, (kind,)), bisect_left(keys, (kind + "\0",))
+            if reshaped:
+                group = [items[k] for k in keys[lo:hi]]
+            else:
+                group = list(by_kind[kind])
+                for key in replaced:
+                    if key[0] == kind:
+                        group[bisect_left(keys, key, lo, hi) - lo] = items[key]
+            if group:
+                by_kind[kind] = tuple(group)
+            else:
+                by_kind.pop(kind, None)
+        new = Snapshot.__new__(Snapshot)
+        new._keys = tuple(keys)
+        new._items = MappingProxyType(items)
+        new._by_kind = MappingProxyType(by_kind)
+        return new
 
     def without(self, key: Key) -> Snapshot:
         items = dict(self._items)

@@ -1,7 +1,9 @@
 """The translator: snapshot → graph → RouterConfig + Gateway API statuses.
 
-Role: the one entry point of the pure model, ``translate(snapshot, ...)``. The reconciler,
-``rauta translate``, the golden tests and the stateful tests all call exactly this.
+Role: the reference entry point of the pure model, ``translate(snapshot, ...)``.
+``rauta translate``, the golden tests and the stateful tests call exactly this; the
+reconciler calls ``rauta.model.incremental``, which must give the same result and shares
+the per-route work (``route_output``) and the assembly (``assemble``) defined here.
 
 Rules:
 - Pure: the result depends only on the arguments. ``applied`` (what the proxy really
@@ -58,7 +60,6 @@ from rauta.model.graph import (
     Graph,
     ListenerState,
     ResolvedBackend,
-    age_key,
     nsname,
     valid_hostname,
 )
@@ -358,7 +359,7 @@ def _programmed(valid: bool, port: int, applied: Applied | None,
 
 
 def _listener_status(lis: ListenerState, applied: Applied | None,
-                     unassigned: tuple[Reason, str] | None) -> ListenerStatus:
+                     unassigned: tuple[Reason, str] | None, attached: int) -> ListenerStatus:
     ok, reason, msg = lis.accepted
     if lis.valid and unassigned is not None:
         programmed = cond(CondType.PROGRAMMED, False, Reason.PENDING,
@@ -376,11 +377,13 @@ def _listener_status(lis: ListenerState, applied: Applied | None,
     else:
         conds.append(cond(CondType.CONFLICTED, False, Reason.NO_CONFLICTS))
     return ListenerStatus(name=lis.spec.name, supported_kinds=lis.supported_kinds,
-                          attached_routes=lis.attached, conditions=tuple(conds))
+                          attached_routes=attached, conditions=tuple(conds))
 
 
-def _gateway_status(gw: GatewayState, applied: Applied | None) -> GatewayStatus:
-    listeners = tuple(_listener_status(lis, applied, gw.unassigned) for lis in gw.listeners)
+def _gateway_status(gw: GatewayState, applied: Applied | None,
+                    attached: dict[ListenerId, int]) -> GatewayStatus:
+    listeners = tuple(_listener_status(lis, applied, gw.unassigned, attached.get(lis.lid, 0))
+                      for lis in gw.listeners)
     valid = [lis.valid for lis in gw.listeners]
     if gw.rejected:
         accepted = cond(CondType.ACCEPTED, False, *gw.rejected)
@@ -429,6 +432,131 @@ def _route_conditions(att: Attachment, rc: _RouteCompiler) -> tuple[Condition, .
     return tuple(conds)
 
 
+ListenerId = tuple[str, int]  # ("ns/gateway", listener index): ListenerState.lid
+# A rule's place in its listener: precedence_key, then its position among the route's
+# rules for that listener (ties keep the order the route produced them in).
+SortKey = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class RouteOutput:
+    """What one HTTPRoute contributes: its status (None when no parentRef is one of our
+    Gateways), its rules per listener (de-duplicated, each with its SortKey) and the
+    listeners it counts in ``attachedRoutes``."""
+
+    status: RouteStatus | None
+    rules: tuple[tuple[ListenerId, tuple[tuple[SortKey, cfg.Rule], ...]], ...] = ()
+    attached: tuple[ListenerId, ...] = ()
+
+
+NOTHING = RouteOutput(None)
+
+
+def route_output(graph: Graph, route: HTTPRoute) -> RouteOutput:
+    """Attach and compile one route (reads only the graph and the route)."""
+    atts = graph.attach(route)
+    if not atts:
+        return NOTHING
+    rc = _RouteCompiler(graph, route)
+    created = route.metadata.creation_timestamp
+    per_listener: dict[ListenerId, dict[cfg.Rule, SortKey]] = {}
+    parents: list[RouteParentStatus] = []
+    for att in atts:
+        if att.accepted[0]:
+            # Rules with invalid filters are programmed too (they answer 500), also
+            # when no rule of the route is valid: never a fall-through (module doc).
+            for lis, names in att.listeners:
+                bucket = per_listener.setdefault(lis.lid, {})
+                for host in names:
+                    for rule in rc.compiled(host):
+                        if rule not in bucket:
+                            bucket[rule] = (*precedence_key(rule, created), len(bucket))
+        parents.append(RouteParentStatus(parent_ref=_parent_ref(att, route.metadata.namespace),
+                                         controller_name=graph.controller_name,
+                                         conditions=_route_conditions(att, rc)))
+    status = RouteStatus(namespace=route.metadata.namespace, name=route.metadata.name,
+                         generation=route.metadata.generation, uid=route.metadata.uid,
+                         parents=tuple(parents))
+    return RouteOutput(status,
+                       tuple(sorted((lid, tuple((k, r) for r, k in b.items()))
+                                    for lid, b in per_listener.items())),
+                       tuple(sorted(per_listener)))
+
+
+def sorted_rules(entries: list[tuple[SortKey, cfg.Rule]]) -> tuple[cfg.Rule, ...]:
+    """A listener's rules in precedence order (SortKeys are unique: rules never compare)."""
+    entries.sort(key=lambda e: e[0])
+    return tuple(r for _, r in entries)
+
+
+def assemble(graph: Graph, rules: dict[ListenerId, tuple[cfg.Rule, ...]],
+             attached: dict[ListenerId, int], routes: tuple[RouteStatus, ...],
+             applied: Applied | None, previous: cfg.RouterConfig | None = None
+             ) -> Translation:
+    """The Translation from the graph's listeners, each listener's rules in precedence
+    order, its attachedRoutes count and the route statuses (sorted by namespace/name).
+
+    Parts of ``previous`` that come out equal are reused by identity (a listener whose
+    rules tuple is the same object, a port whose listeners all are), so that comparing
+    the result with ``previous`` costs only what changed."""
+    reuse_lr: dict[tuple[str, str, str, int], cfg.ListenerRoutes] = {}
+    reuse_pc: dict[tuple[str, int], cfg.PortConfig] = {}
+    for pc in previous.ports if previous is not None else ():
+        reuse_pc[(pc.address, pc.port)] = pc
+        for lr in pc.listeners:
+            reuse_lr[(lr.gateway, lr.listener, lr.hostname, id(lr.rules))] = lr
+    ports: dict[tuple[str, int], list[ListenerState]] = {}
+    for gw in graph.gateways:
+        for lis in gw.listeners:
+            if lis.served:
+                ports.setdefault((lis.address, lis.spec.port), []).append(lis)
+    port_configs: list[cfg.PortConfig] = []
+    for address, port in sorted(ports):
+        group = sorted(ports[(address, port)], key=lambda lis: (
+            tuple(-x for x in hostnames.specificity(lis.hostname)), lis.hostname))
+        listeners = []
+        for lis in group:
+            meta = lis.gateway.metadata
+            lis_rules = rules.get(lis.lid, ())
+            gateway = nsname(meta.namespace, meta.name)
+            same = reuse_lr.get((gateway, lis.spec.name, lis.hostname, id(lis_rules)))
+            # model_construct: every part is already a validated model, and the rules
+            # tuple must stay the very object passed in (validation would copy it).
+            listeners.append(same if same is not None and same.rules is lis_rules else
+                             cfg.ListenerRoutes.model_construct(
+                                 gateway=gateway, listener=lis.spec.name,
+                                 hostname=lis.hostname, rules=lis_rules))
+        protocol = "HTTPS" if group[0].protocol == "HTTPS" else "HTTP"
+        certs = tuple(cfg.TLSCertificate(hostname=lis.hostname, secrets=lis.certificates)
+                      for lis in group if protocol == "HTTPS")
+        old = reuse_pc.get((address, port))
+        if (old is None or old.protocol != protocol or old.certificates != certs
+                or len(old.listeners) != len(listeners)
+                or any(a is not b for a, b in zip(old.listeners, listeners, strict=True))):
+            old = cfg.PortConfig(address=address, port=port, protocol=protocol,
+                                 listeners=tuple(listeners), certificates=certs)
+        port_configs.append(old)
+    if previous is not None and len(previous.ports) == len(port_configs) and all(
+            a is b for a, b in zip(previous.ports, port_configs, strict=True)):
+        config = previous
+    else:
+        config = cfg.RouterConfig(ports=tuple(port_configs))
+
+    pool = graph.address_pool is not None
+    classes = tuple(
+        GatewayClassStatus(name=name, generation=gc.metadata.generation, uid=gc.metadata.uid,
+                           supported_features=SUPPORTED_FEATURES[pool],
+                           conditions=(
+            cond(CondType.ACCEPTED, True, Reason.ACCEPTED, ""),
+            cond(CondType.SUPPORTED_VERSION, True, Reason.SUPPORTED_VERSION,
+                 "rauta supports Gateway API v1 (standard channel)")))
+        for name, (gc, _) in sorted(graph.classes.items()))
+    gateways = tuple(sorted((_gateway_status(gw, applied, attached) for gw in graph.gateways),
+                            key=lambda s: (s.namespace, s.name)))
+    return Translation(config, Statuses.model_construct(gateway_classes=classes,
+                                                        gateways=gateways, routes=routes))
+
+
 def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
               applied: Applied | None = None, address_pool: str | None = None) -> Translation:
     """Compute the RouterConfig and every status rauta owns for ``snapshot``.
@@ -439,70 +567,17 @@ def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
     graph = Graph(snapshot, controller_name,
                   dict(applied.invalid_certificates) if applied is not None else None,
                   address_pool)
-    per_listener: dict[int, dict[cfg.Rule, tuple[Any, ...]]] = {}
-    route_statuses: list[RouteStatus] = []
-    attached: dict[int, set[str]] = {}
-    for route in sorted(snapshot.of_kind(HTTPRoute), key=age_key):
-        atts = graph.attach(route)
-        if not atts:
+    entries: dict[ListenerId, list[tuple[SortKey, cfg.Rule]]] = {}
+    attached: dict[ListenerId, int] = {}
+    statuses: list[RouteStatus] = []
+    for route in snapshot.of_kind(HTTPRoute):  # key order: statuses by namespace/name
+        out = route_output(graph, route)
+        if out.status is None:
             continue
-        rc = _RouteCompiler(graph, route)
-        created = route.metadata.creation_timestamp
-        route_key = nsname(route.metadata.namespace, route.metadata.name)
-        parents: list[RouteParentStatus] = []
-        for att in atts:
-            if att.accepted[0]:
-                # Rules with invalid filters are programmed too (they answer 500), also
-                # when no rule of the route is valid: never a fall-through (module doc).
-                for lis, names in att.listeners:
-                    bucket = per_listener.setdefault(id(lis), {})
-                    for host in names:
-                        for rule in rc.compiled(host):
-                            bucket[rule] = precedence_key(rule, created)
-                    attached.setdefault(id(lis), set()).add(route_key)
-            parents.append(RouteParentStatus(parent_ref=_parent_ref(att, route.metadata.namespace),
-                                             controller_name=controller_name,
-                                             conditions=_route_conditions(att, rc)))
-        route_statuses.append(RouteStatus(namespace=route.metadata.namespace,
-                                          name=route.metadata.name,
-                                          generation=route.metadata.generation,
-                                          uid=route.metadata.uid,
-                                          parents=tuple(parents)))
-
-    ports: dict[tuple[str, int], list[ListenerState]] = {}
-    for gw in graph.gateways:
-        for lis in gw.listeners:
-            lis.attached = len(attached.get(id(lis), ()))
-            if lis.served:
-                ports.setdefault((lis.address, lis.spec.port), []).append(lis)
-    port_configs: list[cfg.PortConfig] = []
-    for address, port in sorted(ports):
-        group = sorted(ports[(address, port)], key=lambda lis: (
-            tuple(-x for x in hostnames.specificity(lis.hostname)), lis.hostname))
-        listeners = []
-        for lis in group:
-            bucket = per_listener.get(id(lis), {})
-            meta = lis.gateway.metadata
-            listeners.append(cfg.ListenerRoutes(
-                gateway=nsname(meta.namespace, meta.name), listener=lis.spec.name,
-                hostname=lis.hostname,
-                rules=tuple(sorted(bucket, key=bucket.__getitem__))))
-        protocol = "HTTPS" if group[0].protocol == "HTTPS" else "HTTP"
-        certs = tuple(cfg.TLSCertificate(hostname=lis.hostname, secrets=lis.certificates)
-                      for lis in group if protocol == "HTTPS")
-        port_configs.append(cfg.PortConfig(address=address, port=port, protocol=protocol,
-                                           listeners=tuple(listeners), certificates=certs))
-
-    classes = tuple(
-        GatewayClassStatus(name=name, generation=gc.metadata.generation, uid=gc.metadata.uid,
-                           supported_features=SUPPORTED_FEATURES[address_pool is not None],
-                           conditions=(
-            cond(CondType.ACCEPTED, True, Reason.ACCEPTED, ""),
-            cond(CondType.SUPPORTED_VERSION, True, Reason.SUPPORTED_VERSION,
-                 "rauta supports Gateway API v1 (standard channel)")))
-        for name, (gc, _) in sorted(graph.classes.items()))
-    gateways = tuple(sorted((_gateway_status(gw, applied) for gw in graph.gateways),
-                            key=lambda s: (s.namespace, s.name)))
-    routes = tuple(sorted(route_statuses, key=lambda s: (s.namespace, s.name)))
-    return Translation(cfg.RouterConfig(ports=tuple(port_configs)),
-                       Statuses(gateway_classes=classes, gateways=gateways, routes=routes))
+        statuses.append(out.status)
+        for lid, items in out.rules:
+            entries.setdefault(lid, []).extend(items)
+        for lid in out.attached:
+            attached[lid] = attached.get(lid, 0) + 1
+    rules = {lid: sorted_rules(items) for lid, items in entries.items()}
+    return assemble(graph, rules, attached, tuple(statuses), applied)

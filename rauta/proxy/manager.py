@@ -144,7 +144,7 @@ class Proxy:
                 error = await self._open(pc, tls)
                 if error is not None:
                     failed.append((pc.address, pc.port, error))
-            self.pool.retain(referenced_endpoints(config))
+            self.pool.retain(endpoint_keys(config))
             self.generation += 1
             self.metrics.generation.set(self.generation)
             self.metrics.apply_duration.observe(time.perf_counter() - started)

@@ -8,9 +8,20 @@ Rules:
 - Writing an equal value does nothing: an unchanged config is not re-applied and an
   unchanged status is not re-written (both diffs are keyed and compare with ``==``).
 - A burst of events coalesces into one apply: the loop waits ``settle`` seconds of quiet
-  after the latest event, but never more than ``max_delay`` after the first one.
+  after the latest event, but never more than ``max_delay`` after the first one. The
+  default settle is 1 ms: with incremental translation a pass is cheap, so a single
+  change should not wait; events that arrive while a pass runs coalesce into the next.
 - ``Programmed`` reflects what the proxy reported it applied: statuses are computed from
   the ``Applied`` the proxy returned, never from the desired config alone.
+- Translation is incremental (``rauta.model.incremental``): the store hands out the keys
+  that changed since the last snapshot with the snapshot itself (``take_snapshot``), so
+  only what they touch is recomputed; the result equals ``translate``'s. When a
+  translation fails, the memo is dropped and the next pass starts from scratch.
+- Long-lived objects are frozen out of the cyclic garbage collector (``gc.freeze``) after
+  the store grows by a quarter and every ``FREEZE_EVERY`` passes: a full collection of a
+  heap holding thousands of routes stops the event loop (and so the proxy) for hundreds
+  of milliseconds; frozen objects are still freed by reference counting, only cycles
+  among them are never collected (the bounded price).
 - An input that fails to parse never reaches the model; the last good version is kept and
   one error line is logged per distinct problem.
 """
@@ -18,15 +29,17 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rauta.model import incremental
 from rauta.model.config import EMPTY, RouterConfig
 from rauta.model.graph import DEFAULT_CONTROLLER
-from rauta.model.snapshot import Snapshot
+from rauta.model.snapshot import Key, Snapshot
 from rauta.model.status import (
     Applied,
     GatewayClassStatus,
@@ -34,10 +47,11 @@ from rauta.model.status import (
     RouteStatus,
     Statuses,
 )
-from rauta.model.translate import Translation, translate
+from rauta.model.translate import Translation
 from rauta.reconcile.store import Event, ObjectStore
 
 log = logging.getLogger("rauta.reconcile")
+FREEZE_EVERY = 100  # passes between two gc.freeze() (see the module doc)
 
 
 class ProxyLike(Protocol):
@@ -72,8 +86,8 @@ def status_diff(before: Mapping[tuple[str, str, str], Any],
     is reported with an empty ``parents`` so that the sink removes our entries.
     """
     now: dict[tuple[str, str, str], Any] = {}
-    for gc in statuses.gateway_classes:
-        now[("GatewayClass", "", gc.name)] = gc
+    for cls in statuses.gateway_classes:
+        now[("GatewayClass", "", cls.name)] = cls
     for gw in statuses.gateways:
         now[("Gateway", gw.namespace, gw.name)] = gw
     for rt in statuses.routes:
@@ -82,13 +96,46 @@ def status_diff(before: Mapping[tuple[str, str, str], Any],
         if key[0] == "HTTPRoute" and key not in now and old.parents:
             now[key] = RouteStatus(namespace=key[1], name=key[2], generation=old.generation,
                                    uid=old.uid, parents=())
-    changed = {k: v for k, v in now.items() if before.get(k) != v}
+    changed = {k: v for k, v in now.items()
+               if (old := before.get(k)) is not v and old != v}
     return now, StatusChanges(
         gateway_classes=tuple(v for k, v in sorted(changed.items()) if k[0] == "GatewayClass"),
         gateways=tuple(v for k, v in sorted(changed.items()) if k[0] == "Gateway"),
         routes=tuple(v for k, v in sorted(changed.items()) if k[0] == "HTTPRoute"),
         gone=tuple(sorted(before.keys() - now.keys())),
     )
+
+
+def _status_key(st: Any) -> tuple[str, str, str]:
+    if isinstance(st, GatewayClassStatus):
+        return ("GatewayClass", "", st.name)
+    return ("Gateway" if isinstance(st, GatewayStatus) else "HTTPRoute", st.namespace, st.name)
+
+
+def status_diff_from(previous: Statuses, before: Mapping[tuple[str, str, str], Any],
+                     statuses: Statuses
+                     ) -> tuple[dict[tuple[str, str, str], Any], StatusChanges] | None:
+    """``status_diff`` when ``before`` is exactly ``previous`` keyed (nothing pending) and
+    ``statuses`` has the same objects in the same places, most of them the very same
+    ones (an incremental translation): compares pairwise, by identity first. None when
+    the shapes differ (then use ``status_diff``)."""
+    kinds = (previous.gateway_classes, statuses.gateway_classes), (
+        previous.gateways, statuses.gateways), (previous.routes, statuses.routes)
+    if len(before) != sum(len(old) for old, _ in kinds) or any(
+            len(old) != len(new) for old, new in kinds):
+        return None
+    changed: list[list[Any]] = [[], [], []]
+    for (old, new), out in zip(kinds, changed, strict=True):
+        for a, b in zip(old, new, strict=True):
+            if a is not b and a != b:
+                if _status_key(a) != _status_key(b):
+                    return None
+                out.append(b)
+    now = dict(before)
+    for out in changed:
+        now.update((_status_key(st), st) for st in out)
+    return now, StatusChanges(gateway_classes=tuple(changed[0]), gateways=tuple(changed[1]),
+                              routes=tuple(changed[2]))
 
 
 def referenced_tls(config: RouterConfig, secrets: Mapping[str, tuple[bytes, bytes]]
@@ -112,8 +159,9 @@ class Reconciler:
 
     def __init__(self, proxy: ProxyLike, sink: StatusSink, *,
                  controller_name: str = DEFAULT_CONTROLLER,
-                 settle: float = 0.005, max_delay: float = 0.1,
-                 retry_delay: float = 1.0, address_pool: str | None = None) -> None:
+                 settle: float = 0.001, max_delay: float = 0.1,
+                 retry_delay: float = 1.0, address_pool: str | None = None,
+                 freeze_heap: bool = True) -> None:
         self.proxy, self.sink = proxy, sink
         self.address_pool = address_pool
         self.retry_delay = retry_delay
@@ -132,6 +180,11 @@ class Reconciler:
         self._last_event_at = 0.0
         self._logged_errors: set[str] = set()
         self.ready = asyncio.Event()  # set after the first successful apply
+        # The incremental translator's memo (its snapshot is the last one taken).
+        self._memo: incremental.Incremental | None = None
+        self._diffed: Statuses | None = None  # the statuses ``self.statuses`` was keyed from
+        self.freeze_heap = freeze_heap
+        self._frozen_at = (0, 0)  # (passes, store size) at the last gc.freeze()
 
     # ----------------------------------------------------------------- input
 
@@ -180,8 +233,19 @@ class Reconciler:
                 await self.reconcile()
             except Exception:  # a bug must not stop the control loop
                 log.exception("reconcile failed; will retry on the next change")
+            self._tend_heap()
             if not self._dirty.is_set():
                 self._idle.set()
+
+    def _tend_heap(self) -> None:
+        """``gc.freeze()`` when the store grew by a quarter or FREEZE_EVERY passes went by."""
+        if not self.freeze_heap:
+            return
+        passes, size = self.stats.reconciles, len(self.store.parsed)
+        then, then_size = self._frozen_at
+        if passes - then >= FREEZE_EVERY or size * 4 > then_size * 5 + 400:
+            gc.freeze()
+            self._frozen_at = (passes, size)
 
     async def _coalesce(self) -> None:
         while True:
@@ -196,19 +260,29 @@ class Reconciler:
         """Wait until every submitted change has been reconciled."""
         await asyncio.wait_for(self._idle.wait(), timeout)
 
-    async def _translate(self, snapshot: Snapshot, applied: Applied | None) -> Translation:
+    async def _translate(self, snapshot: Snapshot, changed: frozenset[Key],
+                         applied: Applied | None) -> Translation:
         """Run the pure model in a worker thread: it shares nothing mutable, and the event
-        loop (the proxy's hot path) keeps serving while a large config is translated."""
-        return await asyncio.to_thread(translate, snapshot,
-                                       controller_name=self.controller_name, applied=applied,
-                                       address_pool=self.address_pool)
+        loop (the proxy's hot path) keeps serving while a large config is translated.
+        ``changed``: the keys that differ from the memo's snapshot."""
+        memo = self._memo
+        self._memo = None  # until this succeeds: a failure must not leave a stale memo
+
+        def work() -> incremental.Incremental:
+            if memo is None:
+                return incremental.start(snapshot, controller_name=self.controller_name,
+                                         applied=applied, address_pool=self.address_pool)
+            return incremental.update(memo, snapshot, changed, applied=applied)
+
+        self._memo = await asyncio.to_thread(work)
+        return self._memo.translation
 
     async def reconcile(self) -> StatusChanges:
         """One pass: translate, apply if the config changed, write changed statuses."""
         started = time.perf_counter()
         self.stats.reconciles += 1
-        snapshot = self.store.snapshot()
-        desired = await self._translate(snapshot, self.applied)
+        snapshot, changed = self.store.take_snapshot()
+        desired = await self._translate(snapshot, changed, self.applied)
         secrets = self.store.tls()
         for attempt in range(3):  # an apply can change the verdicts (e.g. a certificate
             # that does not load), and so the config: apply until the config is stable
@@ -229,14 +303,17 @@ class Reconciler:
                                                for p in desired.config.ports))
                 asyncio.get_running_loop().call_later(self.retry_delay, self._mark_dirty)
                 self.applied = applied
-                desired = await self._translate(snapshot, applied)
+                desired = await self._translate(snapshot, frozenset(), applied)
                 break
             if applied.failed and attempt == 0:  # try again later, not in a hot loop
                 asyncio.get_running_loop().call_later(self.retry_delay, self._mark_dirty)
             if applied != self.applied:
                 self.applied = applied
-                desired = await self._translate(snapshot, applied)
-        self.statuses, changes = status_diff(self.statuses, desired.statuses)
+                desired = await self._translate(snapshot, frozenset(), applied)
+        fast = (status_diff_from(self._diffed, self.statuses, desired.statuses)
+                if self._diffed is not None else None)
+        self.statuses, changes = fast or status_diff(self.statuses, desired.statuses)
+        self._diffed = desired.statuses
         if changes:
             await self.sink.write(changes)
             self.stats.status_writes += (len(changes.gateway_classes) + len(changes.gateways)

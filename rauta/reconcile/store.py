@@ -11,6 +11,8 @@ Rules:
 - An object that fails to parse never replaces the last good version of that object: the
   store keeps serving the old one and records one error line naming the object and field.
 - Secret key material never enters the model; the store keeps TLS pairs aside for the proxy.
+- Every key whose parsed object changed is remembered until ``take_snapshot`` hands it
+  out with the snapshot it belongs to (the incremental translator's input).
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class ObjectStore:
     parsed: dict[Key, Resource] = field(default_factory=dict)
     errors: dict[Key, str] = field(default_factory=dict)
     _snapshot: Snapshot | None = None
+    _changed: set[Key] = field(default_factory=set)  # since the last take_snapshot
+    _pending: dict[Key, Resource | None] = field(default_factory=dict)  # not in _snapshot
 
     def apply(self, event: Event) -> bool:
         """Apply one event; True when the snapshot changed."""
@@ -93,7 +97,8 @@ class ObjectStore:
                 return False
             del self.raw[key]
             self.parsed.pop(key, None)
-            self._snapshot = None
+            self._pending[key] = None
+            self._changed.add(key)
             return True
         old = self.raw.get(key)
         if old is not None and _comparable(old) == _comparable(obj):
@@ -109,7 +114,8 @@ class ObjectStore:
             # The model sees no change, but a Secret's key material may have rotated.
             return key[0] == "Secret" and tls_pair(obj) != (tls_pair(old) if old else None)
         self.parsed[key] = parsed
-        self._snapshot = None
+        self._pending[key] = parsed
+        self._changed.add(key)
         return True
 
     def diff(self, objects: Iterable[Mapping[str, Any]],
@@ -145,9 +151,19 @@ class ObjectStore:
         return changed
 
     def snapshot(self) -> Snapshot:
-        if self._snapshot is None:
+        """The parsed objects as a Snapshot (updated with what changed since the last one,
+        or built from scratch when most of it changed)."""
+        if self._snapshot is None or len(self._pending) * 8 > len(self.parsed):
             self._snapshot = Snapshot(dict(self.parsed))
+        elif self._pending:
+            self._snapshot = self._snapshot.updated(self._pending)
+        self._pending.clear()
         return self._snapshot
+
+    def take_snapshot(self) -> tuple[Snapshot, frozenset[Key]]:
+        """The snapshot, and the keys whose object changed since the last call."""
+        changed, self._changed = frozenset(self._changed), set()
+        return self.snapshot(), changed
 
     def tls(self) -> dict[str, tuple[bytes, bytes]]:
         """TLS pairs of every kubernetes.io/tls Secret, keyed ``namespace/name``."""

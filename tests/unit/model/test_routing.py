@@ -693,3 +693,38 @@ def test_prepare_builds_every_maglev_table_before_traffic(monkeypatch: pytest.Mo
         d = route(cfg_, req(f"/s{i}/x"))
         assert d.kind == "forward" and d.endpoint in sets[i]
     assert calls == []
+
+
+def test_prepare_again_with_reused_and_new_rules_indexes_exactly_the_new_config() -> None:
+    """A config that reuses Rule objects of the previous one (incremental translation)
+    gets the same index as a config built from scratch: reused rules' sets stay, a
+    replaced rule's old set goes, its new set comes."""
+    from rauta.model import routing
+
+    def eps(i: int) -> tuple[Endpoint, ...]:
+        return tuple(Endpoint(address=f"10.8.{i}.{j}", port=80) for j in range(1, 3))
+
+    rules = [rule(f"/s{i}", backends=(backend(endpoints=eps(i)),), index=i) for i in range(5)]
+    assert routing.prepare(config(*rules)) == 5
+    replaced = rule("/s2", backends=(backend(endpoints=eps(9)),), index=2)
+    again = config(*rules[:2], replaced, *rules[3:])
+    assert routing.prepare(again) == 5
+    indexed = {entry[0] for entry in routing._ENDPOINT_INDEX.values()}
+    assert indexed == {eps(i) for i in (0, 1, 9, 3, 4)}
+    assert routing.prepare(config(*rules[:1])) == 1
+
+
+def test_endpoint_keys_are_every_backend_and_mirror_address() -> None:
+    from rauta.model import routing
+
+    mirror = Mirror(backend=backend("ns/m:80", endpoints=(Endpoint(address="10.7.0.9",
+                                                                     port=81),)))
+    r1 = rule("/a", backends=(backend(endpoints=(Endpoint(address="10.7.0.1", port=80),
+                                                 Endpoint(address="10.7.0.2", port=80))),),
+              filters=Filters(mirrors=(mirror,)))
+    cfg_ = config(r1, rule("/b", backends=(backend(endpoints=()),), index=1))
+    want = {("10.7.0.1", 80), ("10.7.0.2", 80), ("10.7.0.9", 81)}
+    assert routing.endpoint_keys(cfg_) == want  # not prepared: computed
+    routing.prepare(cfg_)
+    assert routing.endpoint_keys(cfg_) == want  # prepared: the cached set
+    assert routing.endpoint_keys(config()) == frozenset()

@@ -128,3 +128,38 @@ def test_snapshot_internal_mapping_is_read_only() -> None:
         snap._items[("Service", "app", "z")] = None  # type: ignore[index]
     with pytest.raises(AttributeError):
         snap.extra = 1  # type: ignore[attr-defined]
+
+
+def _ns(name: str) -> dict:
+    return {"kind": "Namespace", "metadata": {"name": name}}
+
+
+POOL = [parse_object(o) for o in (*(_svc(n, ns) for n in "abc" for ns in ("x", "y")),
+                                  *(_svc(n, port=81) for n in "ab"), _ns("x"), _ns("y"))]
+
+
+def test_updated_equals_a_snapshot_built_from_scratch() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    objs = st.lists(st.sampled_from(POOL), unique_by=key_of)
+
+    @given(objs, st.lists(st.tuples(st.sampled_from(POOL), st.booleans()), max_size=6))
+    def check(base: list, changes: list) -> None:
+        snap = Snapshot.from_objects(base)
+        merged = {key_of(o): o for o in base}
+        delta: dict = {}
+        for obj, delete in changes:
+            delta[key_of(obj)] = None if delete else obj
+            if delete:
+                merged.pop(key_of(obj), None)
+            else:
+                merged[key_of(obj)] = obj
+        got, want = snap.updated(delta), Snapshot(merged)
+        assert got == want and got.keys() == want.keys()
+        assert list(got) == list(want)
+        for cls in (Service, Gateway, type(POOL[-1])):
+            assert got.of_kind(cls) == want.of_kind(cls)
+        assert snap == Snapshot.from_objects(base)  # the original is untouched
+
+    check()

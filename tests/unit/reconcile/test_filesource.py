@@ -186,3 +186,82 @@ async def test_run_picks_up_changes_on_disk(files: Path) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# ---------------------------------------------------------------------- re-read one file
+
+
+def reload(src: FileSource, *paths: Path) -> int:
+    events = src.read_changed(paths)
+    assert events is not None
+    return src.reconciler.submit(events) if events else 0
+
+
+def test_a_change_re_reads_only_the_changed_file(
+        files: Path, rec: Reconciler, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rauta.reconcile import filesource
+
+    src = FileSource([files], rec)
+    src.load()
+    read: list[Path] = []
+    real = filesource.load_documents
+
+    def counting(path: Path) -> list[Any]:
+        read.append(path)
+        return real(path)
+
+    monkeypatch.setattr(filesource, "load_documents", counting)
+    dump(files / "route.yaml", route(path="/v2"))
+    assert reload(src, files / "route.yaml") == 1
+    assert read == [files / "route.yaml"]
+    assert route_path(rec) == "/v2"
+    assert reload(src, files / "route.yaml") == 0  # unchanged: nothing to apply
+    assert reload(src, files / "notes.txt", files.parent / "elsewhere.yaml") == 0
+    assert read == [files / "route.yaml"] * 2
+
+
+def test_re_read_new_deleted_and_invalid_files(files: Path, rec: Reconciler,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    src = FileSource([files], rec)
+    src.load()
+    dump(files / "more.yaml", route(name="more"))
+    assert reload(src, files / "more.yaml") == 1
+    assert ("HTTPRoute", "default", "more") in rec.store.snapshot()
+    (files / "more.yaml").unlink()
+    assert reload(src, files / "more.yaml") == 1
+    assert ("HTTPRoute", "default", "more") not in rec.store.snapshot()
+    caplog.clear()
+    (files / "route.yaml").write_text("{{{")
+    assert reload(src, files / "route.yaml") == 0
+    assert route_path(rec) == "/v1" and len(errors(caplog)) == 1
+    (files / "route.yaml").unlink()  # deleting the invalid file deletes its last good
+    assert reload(src, files / "route.yaml") == 1
+    assert RT_KEY not in rec.store.snapshot()
+
+
+def test_re_read_a_directory_that_appears_and_disappears(files: Path, rec: Reconciler) -> None:
+    import shutil
+
+    src = FileSource([files], rec)
+    src.load()
+    sub = files / "team"
+    sub.mkdir()
+    dump(sub / "a.yaml", route(name="a"))
+    dump(sub / "b.yaml", route(name="b"))
+    assert reload(src, sub) == 2
+    shutil.rmtree(sub)
+    assert reload(src, sub) == 2
+    assert len(rec.store.snapshot()) == 5
+
+
+def test_the_last_listed_definition_of_an_object_wins(files: Path, rec: Reconciler) -> None:
+    dump(files / "zz-override.yaml", route(path="/override"))
+    src = FileSource([files], rec)
+    src.load()
+    assert route_path(rec) == "/override"
+    dump(files / "route.yaml", route(path="/v9"))  # the earlier definition: still shadowed
+    assert reload(src, files / "route.yaml") == 0
+    assert route_path(rec) == "/override"
+    (files / "zz-override.yaml").unlink()  # the shadowed one takes over
+    assert reload(src, files / "zz-override.yaml") == 1
+    assert route_path(rec) == "/v9"

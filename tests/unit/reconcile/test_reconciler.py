@@ -389,3 +389,105 @@ async def test_deleted_gateway_and_class_disappear_from_the_standalone_status(
         r.submit(Event("DELETED", o) for o in objs if o["kind"] in ("Gateway", "GatewayClass"))
         await r.wait_idle(5)
     assert not any(k[0] in ("Gateway", "GatewayClass") for k in sink.status), sink.status.keys()
+
+
+# ---------------------------------------------------------------------- incremental
+
+
+async def test_every_pass_equals_a_full_translation_of_the_store(proxy: FakeProxy) -> None:
+    from rauta.model.translate import translate
+
+    sink = RecordingSink()
+    steps: list[list[Event]] = [
+        [Event("ADDED", o) for o in world(PORT)],
+        [Event("ADDED", route("second", path="/b", svc="other"))],
+        [Event("ADDED", service("other"))],
+        [Event("MODIFIED", route(path="/changed"))],
+        [Event("DELETED", service())],
+        [Event("MODIFIED", gateway(PORT, generation=2))],
+        [Event("DELETED", route("second"))],
+    ]
+    async with Running(proxy, sink) as r:
+        for events in steps:
+            assert r.submit(events)
+            await r.wait_idle(5)
+            full = translate(r.store.snapshot(), applied=r.applied)
+            assert r.config == full.config
+            assert proxy.calls[-1][0] == full.config
+            want = {("HTTPRoute", s.namespace, s.name): s for s in full.statuses.routes}
+            # (a deleted route keeps an empty entry: the sink removes our parents)
+            assert {k: v for k, v in r.statuses.items()
+                    if k[0] == "HTTPRoute" and v.parents} == want
+
+
+async def test_a_failed_translation_drops_the_memo_and_the_next_pass_starts_over(
+        proxy: FakeProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rauta.model import incremental
+
+    real_update, real_start = incremental.update, incremental.start
+    calls = {"update": 0, "start": 0}
+
+    def flaky(*args: Any, **kw: Any) -> Any:
+        calls["update"] += 1
+        if calls["update"] == 1:
+            raise RuntimeError("boom")
+        return real_update(*args, **kw)
+
+    def start(*args: Any, **kw: Any) -> Any:
+        calls["start"] += 1
+        return real_start(*args, **kw)
+
+    async with Running(proxy, RecordingSink()) as r:
+        r.submit(Event("ADDED", o) for o in world(PORT))
+        await r.wait_idle(5)
+        monkeypatch.setattr(incremental, "update", flaky)
+        monkeypatch.setattr(incremental, "start", start)
+        r.submit([Event("MODIFIED", route(path="/lost"))])  # this pass fails
+        await r.wait_idle(5)
+        assert proxy.calls[-1][0].ports[0].listeners[0].rules[0].match.path.value == "/"
+        r.submit([Event("ADDED", service("unrelated"))])  # starts over: sees /lost too
+        await r.wait_idle(5)
+    assert calls["start"] == 1  # the memo was gone: it started over
+    assert proxy.calls[-1][0].ports[0].listeners[0].rules[0].match.path.value == "/lost"
+
+
+def test_pairwise_status_diff_agrees_with_the_keyed_one_or_declines() -> None:
+    from rauta.model.snapshot import Snapshot
+    from rauta.model.translate import translate
+    from rauta.reconcile.reconciler import status_diff, status_diff_from
+
+    def statuses(*objs: dict[str, Any]) -> Any:
+        return translate(Snapshot.from_dicts(objs)).statuses
+
+    base = [gateway_class(), gateway(PORT), service(), route("a"), route("b")]
+    first = statuses(*base)
+    before, _ = status_diff({}, first)
+    edited = statuses(*base[:3], route("a", generation=2), route("b"))
+    assert status_diff_from(first, before, edited) == status_diff(before, edited)
+    assert status_diff_from(first, before, edited)[1].routes[0].name == "a"  # type: ignore[index]
+    # Another set of routes (same count): the pairwise diff declines.
+    assert status_diff_from(first, before, statuses(*base[:3], route("a"), route("c"))) is None
+    assert status_diff_from(first, before, statuses(*base[:4])) is None
+
+
+async def test_the_heap_is_frozen_after_growth_and_every_freeze_every_passes(
+        proxy: FakeProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from rauta.reconcile import reconciler as mod
+
+    frozen: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(1))
+    monkeypatch.setattr(mod, "FREEZE_EVERY", 3)
+    async with Running(proxy, RecordingSink()) as r:
+        r.submit(Event("ADDED", route(f"r{i}")) for i in range(600))  # growth
+        await r.wait_idle(5)
+        assert len(frozen) == 1
+        for i in range(3):
+            r.submit([Event("MODIFIED", route("r1", path=f"/p{i}"))])
+            await r.wait_idle(5)
+        assert len(frozen) == 2
+    async with Running(proxy, RecordingSink(), freeze_heap=False) as r:  # type: ignore[arg-type]
+        r.submit(Event("ADDED", route(f"r{i}")) for i in range(600))
+        await r.wait_idle(5)
+    assert len(frozen) == 2

@@ -259,3 +259,17 @@ def test_gateway_status_addresses_reach_the_model_and_conditions_do_not() -> Non
     with_conditions = copy.deepcopy(addressed)
     with_conditions["status"]["conditions"] = [{"type": "Accepted", "status": "True"}]
     assert store.apply(Event("MODIFIED", with_conditions)) is False
+
+
+def test_take_snapshot_hands_out_the_changed_keys_once() -> None:
+    store = loaded(*world())
+    snap, changed = store.take_snapshot()
+    assert changed == {raw_key(o) for o in world()} and len(snap) == len(world())
+    assert store.take_snapshot()[1] == frozenset()
+    assert not store.apply(Event("MODIFIED", route()))  # equal: not a change
+    store.apply(Event("MODIFIED", route(path="/v2")))
+    store.apply(Event("DELETED", service()))
+    store.replace_all([*world()[:2], route(path="/v2")], kinds=["HTTPRoute"])
+    snap, changed = store.take_snapshot()
+    assert changed == {raw_key(route()), raw_key(service())}
+    assert snap is store.snapshot()
