@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry
 
 from rauta.model.config import EMPTY, PortConfig, RouterConfig
-from rauta.model.routing import prepare
+from rauta.model.routing import endpoint_keys, prepare
 from rauta.model.status import Applied
 from rauta.proxy.metrics import ProxyMetrics
 from rauta.proxy.mirror import Mirrorer
