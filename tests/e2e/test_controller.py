@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from rauta.model.features import FEATURES
+from rauta.model.features import supported
 from rauta.model.render import status_document
 from rauta.model.snapshot import Snapshot
 from rauta.model.translate import translate
@@ -424,9 +424,11 @@ def test_statuses_for_every_reason(env: Env) -> None:
         assert brief(c["Accepted"]) == ("True", "Accepted")
         assert brief(c["SupportedVersion"]) == ("True", "SupportedVersion")
         # GEP-2162: the API server kept supportedFeatures as written (the CRD has the field).
+        # This controller runs without --address-pool, so the pool-only features are left out.
         features = (api.get("GatewayClass", None, env.gc) or {})["status"]["supportedFeatures"]
         assert [f["name"] for f in features] == sorted(
-            f.name for f in FEATURES if f.supported)
+            f.name for f in supported(address_pool=False))
+        assert "GatewayStaticAddresses" not in [f["name"] for f in features]
 
         # -- routes: one parent entry each, with the reason of its case
         expect_route = {
