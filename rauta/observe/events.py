@@ -74,6 +74,7 @@ class HttpEvent:
     start_ns: int
     end_ns: int
     tcp_seq: int = 0  # the request's first sequence number (XDP), for retransmit dedup
+    host: str = ""  # the Host header when it was within the bytes seen ("" otherwise)
     # Filled by attribution (rauta.observe.attribute):
     route: str = ""  # "namespace/name" of the HTTPRoute
     rule: str = ""  # the rule's name, or its index as a string
