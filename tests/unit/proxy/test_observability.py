@@ -134,3 +134,15 @@ async def test_without_an_access_log_nothing_is_queued(proxy: Proxy, echo: EchoB
     assert (await get(port, "/")).status == 200
     assert proxy.access_log is None and proxy.listener(port).access_log is None
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("path", [b"/plain", b'/q"uote\\back', b"/ctl\x00\x1f\x7f", b"/\xe9\xff"])
+def test_access_log_lines_are_json_whatever_the_path(path: bytes) -> None:
+    alog = AccessLog.__new__(AccessLog)  # the formatter only: no file, no thread
+    entry = (1_700_000_000.25, "::1", "GET", path, None, "1.1", 502, 8443, "ns/r", "main",
+             "", 0.0015)
+    doc = json.loads(alog.format(entry))
+    assert doc == {"ts": "2023-11-14T22:13:20.250Z", "client": "::1", "method": "GET",
+                   "path": path.decode("latin-1"), "host": "", "version": "1.1",
+                   "status": 502, "port": 8443, "route": "ns/r", "rule": "main",
+                   "backend": "", "duration_ms": 1.5}
