@@ -8,7 +8,9 @@ vanish without a word; ``unknown_fields`` names each one so that the file source
 
 Rules:
 - Gateway API kinds are checked against the field tree of their CRDs (experimental
-  channel, so every field an API server may accept is known: ``rauta.fieldschema``).
+  channel, so every field an API server may accept is known: ``rauta.fieldschema``),
+  plus the fields of earlier releases rauta still reads (``_EARLIER``: listener
+  ``tls.frontendValidation``, experimental in v1.1-v1.2), so they are never "unknown".
 - Every kind's ``metadata`` is checked against ObjectMeta; ``status`` is never checked
   (it is written by controllers, not by the user).
 - Core kinds (Service, EndpointSlice, Secret, Namespace) are checked at the top level
@@ -19,10 +21,30 @@ Rules:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
 from rauta.fieldschema import FIELDS
+
+# (kind, path of dict keys, "items" stepping into a list) -> field names of earlier releases
+_EARLIER: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {
+    ("Gateway", ("spec", "listeners", "items", "tls")): ("frontendValidation",),
+}
+
+
+def _trees() -> dict[str, Any]:
+    trees = copy.deepcopy(FIELDS)
+    for (kind, path), names in _EARLIER.items():
+        node = trees[kind]
+        for step in path:
+            node = node[1] if step == "items" else node[step]
+        for name in names:
+            node.setdefault(name, True)
+    return trees
+
+
+TREES = _trees()
 
 _META = {
     "annotations", "creationTimestamp", "deletionGracePeriodSeconds", "deletionTimestamp",
@@ -62,7 +84,7 @@ def unknown_fields(obj: Any) -> list[str]:
         return []
     kind = obj.get("kind")
     out: list[str] = []
-    tree = FIELDS.get(kind) if isinstance(kind, str) else None
+    tree = TREES.get(kind) if isinstance(kind, str) else None
     for key, value in obj.items():
         if key == "metadata":
             if isinstance(value, Mapping):

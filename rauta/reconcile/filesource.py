@@ -332,7 +332,7 @@ class FileSource:
         ``debounce_ms``: the most it groups changes for. A file still being written
         (``settle``) is read again once it is stable (``pending``)."""
         await self.load_async()
-        changes: asyncio.Queue[set[str]] = asyncio.Queue()
+        changes: asyncio.Queue[set[str] | None] = asyncio.Queue()
 
         async def watch(paths: list[Path], recursive: bool,
                         keep: Callable[[Any, str], bool] | None) -> None:
@@ -341,13 +341,21 @@ class FileSource:
                 changes.put_nowait({path for _, path in batch})
 
         watchers = [asyncio.create_task(watch(*w), name="file-watch") for w in self._watches()]
+        for task in watchers:  # a watcher that stops (an error) must not go unnoticed
+            task.add_done_callback(lambda _t: changes.put_nowait(None))
         try:
             while True:
                 timeout = None
                 if self.pending:
                     timeout = max(0.0, min(self.pending.values()) - self.clock()) + 0.005
                 try:
-                    batch = await asyncio.wait_for(changes.get(), timeout)
+                    got = await asyncio.wait_for(changes.get(), timeout)
+                    if got is None:
+                        for task in watchers:
+                            if task.done() and not task.cancelled():
+                                task.result()  # raises the watcher's error
+                        raise RuntimeError("the file watcher stopped")
+                    batch = got
                 except TimeoutError:
                     now = self.clock()
                     batch = {str(p) for p, at in self.pending.items() if at <= now}
