@@ -139,8 +139,10 @@ class FileSource:
             return _GONE
         except OSError:
             st = None
-        young = (st is not None and now is not None and self.settle > 0
-                 and now - st.st_mtime < self.settle)
+        age = None if st is None or now is None else now - st.st_mtime
+        # (an mtime more than 1 s ahead, e.g. copied with ``cp -p`` from a skewed host,
+        # is not trusted: such a file is read at once)
+        young = age is not None and self.settle > 0 and -1.0 < age < self.settle
         if young and self._inode.get(path) in (None, st.st_ino):  # type: ignore[union-attr]
             return _Defer(st.st_mtime + self.settle)  # type: ignore[union-attr]
         try:
@@ -161,8 +163,8 @@ class FileSource:
         except LoadError as exc:
             self._reject(path, str(exc))
             return None
-        if (not docs and self.last_good.get(path) and now is not None and st is not None
-                and now - st.st_mtime < self.empty_hold):
+        if (not docs and self.last_good.get(path) and age is not None
+                and -1.0 < age < self.empty_hold):
             if path not in self.pending:
                 log.info("%s is empty; its objects stay until it has been empty for %.1fs "
                          "(write config files atomically: a temporary file renamed over it)",
