@@ -25,6 +25,11 @@ Rules:
   configured pod selector, and one TCP port per listener port (name ``p<port>``) with
   ``targetPort`` = the internal port. Ports are sorted by port number; label and
   annotation maps are sorted by key.
+- Addresses (``gateway_addresses``): the Service's ``status.loadBalancer.ingress``
+  entries in their order, ``ip`` as IPAddress, else ``hostname`` as Hostname, duplicates
+  dropped. With none, the configured fallback addresses (``--address-fallback``), with a
+  note saying so; with no fallback either, a problem ``AddressNotAssigned`` (Programmed
+  False: "yet to assign addresses").
 """
 
 from __future__ import annotations
@@ -170,3 +175,32 @@ def render_service(gw: Gateway, allocation: PortAllocation,
                       for port, target in allocation.ports],
         },
     }
+
+
+def gateway_addresses(service_status: Mapping[str, object] | None,
+                      fallback: tuple[tuple[str, str], ...] = ()
+                      ) -> tuple[tuple[tuple[str, str], ...], tuple[Reason, str] | None, str]:
+    """A Gateway's status.addresses ((type, value), ...) from its Service's status, the
+    problem when there are none, and a note for the Programmed message."""
+    lb = (service_status or {}).get("loadBalancer")
+    ingress = lb.get("ingress") if isinstance(lb, dict) else None
+    found: list[tuple[str, str]] = []
+    for entry in ingress if isinstance(ingress, list) else ():
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("ip"):
+            item = ("IPAddress", str(entry["ip"]))
+        elif entry.get("hostname"):
+            item = ("Hostname", str(entry["hostname"]))
+        else:
+            continue
+        if item not in found:
+            found.append(item)
+    if found:
+        return tuple(found), None, ""
+    if fallback:
+        return fallback, None, ("the Service has no load-balancer address yet; "
+                                "status.addresses holds the configured fallback")
+    return (), (Reason.ADDRESS_NOT_ASSIGNED,
+                "the Gateway's Service has no load-balancer address yet "
+                "(status.loadBalancer.ingress is empty) and no fallback is configured"), ""

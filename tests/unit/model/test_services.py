@@ -158,3 +158,20 @@ def test_service_name_fits_63() -> None:
     long = service_name("x" * 60)
     assert len(long) <= 63 and long.endswith("-rauta")
     assert long != service_name("x" * 61)
+
+
+def test_gateway_addresses_from_ingress() -> None:
+    from rauta.model.services import gateway_addresses
+    status = {"loadBalancer": {"ingress": [{"ip": "192.0.2.7"}, {"hostname": "lb.example"},
+                                           {"ip": "192.0.2.7"}, {}]}}
+    assert gateway_addresses(status) == (
+        (("IPAddress", "192.0.2.7"), ("Hostname", "lb.example")), None, "")
+
+
+def test_gateway_addresses_fallback_and_none() -> None:
+    from rauta.model.services import gateway_addresses
+    addrs, problem, note = gateway_addresses({}, (("IPAddress", "10.1.2.3"),))
+    assert addrs == (("IPAddress", "10.1.2.3"),) and problem is None and "fallback" in note
+    addrs, problem, _ = gateway_addresses({"loadBalancer": {}})
+    assert addrs == () and problem is not None
+    assert problem[0] == Reason.ADDRESS_NOT_ASSIGNED
