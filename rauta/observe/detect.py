@@ -197,3 +197,21 @@ class Detector:
             st.base_err += err
             st.base_windows += 1
         return out
+
+
+def breakdown(ev: HttpEvent) -> dict[str, float]:
+    """Latency components in seconds, where the event carries them.
+
+    ``backend``: an XDP upstream event's latency (request seen at the backend-side end →
+    response seen at the proxy-side end); ``network``: the connect time of the exchange's
+    connection; ``proxy_lag``: when the proxy's parser saw the response head minus when
+    the kernel saw it (the event loop's lag).
+    """
+    out: dict[str, float] = {}
+    if ev.source == "xdp" and ev.leg == "upstream":
+        out["backend"] = ev.latency_ns / 1e9
+    if ev.connect_ns:
+        out["network"] = ev.connect_ns / 1e9
+    if ev.proxy_seen_ns and ev.source == "xdp":
+        out["proxy_lag"] = max(ev.proxy_seen_ns - ev.end_ns, 0) / 1e9
+    return out
