@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from rauta.model.config import RouterConfig, Rule
 from rauta.model.routing import RequestView, route
@@ -60,9 +60,11 @@ class RouteIds:
         return (r, rule)
 
 
-@dataclass(frozen=True, slots=True)
-class FlowRecord:
-    """What the proxy knew when it sent one request on an upstream connection."""
+class FlowRecord(NamedTuple):
+    """What the proxy knew when it sent one request on an upstream connection.
+
+    A NamedTuple rather than a frozen dataclass: one is built per proxied request.
+    """
 
     start_ns: int
     route: str

@@ -14,6 +14,8 @@ Rules:
   on the connection object; nothing allocates beyond one small record per request.
 - Times are ``time.monotonic_ns()`` (CLOCK_MONOTONIC, the kernel's clock).
 - The queue is bounded (``maxlen``); what does not fit is counted in ``lost``.
+- The hot path queues plain tuples; ``drain`` (called by the pipeline, off the
+  per-request path) builds the frozen event values and path hashes from them.
 """
 
 from __future__ import annotations
@@ -59,17 +61,18 @@ class ProxyHook:
         self.ids = ids or RouteIds()
         self.set_flow_route = set_flow_route
 
-    def _push(self, ev: Event) -> None:
+    def _push(self, item: Any) -> None:
         if len(self.queue) >= self.maxlen:
             self.lost += 1
         else:
-            self.queue.append(ev)
+            self.queue.append(item)
 
     def drain(self) -> list[Event]:
+        """The queued events, oldest first, as event values; empties the queue."""
         q = self.queue
-        out = list(q)
+        items = list(q)
         q.clear()
-        return out
+        return [_build(it) if type(it) is tuple else it for it in items]
 
     # ------------------------------------------------------------ Exchange calls
 
@@ -104,20 +107,7 @@ class ProxyHook:
         return _Pending(flow, dec, method, path, host, now, connect_ns)
 
     def head(self, p: _Pending, status: int) -> None:
-        now = time.monotonic_ns()
-        dec = p.dec
-        rule = dec.rule
-        raw = p.path.encode("latin-1", "replace")[:256]
-        self._push(HttpEvent(
-            source="proxy", leg="upstream", client=p.flow[0], server=p.flow[1],
-            method=p.method, path=p.path[:256], path_hash=fnv1a32(raw),
-            path_truncated=len(p.path) > 256, status=status, start_ns=p.start, end_ns=now,
-            host=p.host,
-            route=rule.route if rule is not None else "",
-            rule=rule_name(rule) if rule is not None else "",
-            backend=dec.backend.name if dec.backend is not None else "",
-            service=_service(dec), connect_ns=p.connect_ns, proxy_seen_ns=now,
-        ))
+        self._push((p, status, time.monotonic_ns()))
 
     def connect_failed(self, dec: Decision, key: tuple[str, int], exc: BaseException,
                        connect_t0: int | None) -> None:
@@ -130,6 +120,23 @@ class ProxyHook:
             outcome = "failed"
         self._push(ConnectEvent(Endpoint("", 0), Endpoint(key[0], key[1]), outcome,  # type: ignore[arg-type]
                                 connect_t0 if isinstance(connect_t0, int) else now, now, service=_service(dec)))
+
+
+def _build(item: tuple[_Pending, int, int]) -> HttpEvent:
+    p, status, now = item
+    dec = p.dec
+    rule = dec.rule
+    raw = p.path.encode("latin-1", "replace")[:256]
+    return HttpEvent(
+        source="proxy", leg="upstream", client=p.flow[0], server=p.flow[1],
+        method=p.method, path=p.path[:256], path_hash=fnv1a32(raw),
+        path_truncated=len(p.path) > 256, status=status, start_ns=p.start, end_ns=now,
+        host=p.host,
+        route=rule.route if rule is not None else "",
+        rule=rule_name(rule) if rule is not None else "",
+        backend=dec.backend.name if dec.backend is not None else "",
+        service=_service(dec), connect_ns=p.connect_ns, proxy_seen_ns=now,
+    )
 
 
 def _service(dec: Decision) -> str:
