@@ -94,13 +94,13 @@ class KernelCollector(Collector):
             for bound, c in zip((*map(str, self._bounds), "+Inf"), counts, strict=False):
                 cum += c
                 buckets.append((bound, cum))
-            h.add_metric([name], buckets, sum_value=None)  # type: ignore[arg-type]
+            h.add_metric([name], buckets, sum_value=None)
         yield h
-        c = CounterMetricFamily("rauta_observer_kernel", "The kernel program's counters",
+        cf = CounterMetricFamily("rauta_observer_kernel", "The kernel program's counters",
                                 labels=["counter"])
         for k, v in sorted(self._counters().items()):
-            c.add_metric([k], v)
-        yield c
+            cf.add_metric([k], v)
+        yield cf
 
 
 class Metrics:

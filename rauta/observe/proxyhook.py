@@ -54,7 +54,7 @@ class ProxyHook:
     def __init__(self, *, maxlen: int = 65536, table: JoinTable | None = None,
                  ids: RouteIds | None = None, set_flow_route: SetFlowRoute | None = None
                  ) -> None:
-        self.queue: deque[Event] = deque()
+        self.queue: deque[Any] = deque()  # Event values and _build tuples
         self.maxlen = maxlen
         self.lost = 0
         self.table = table or JoinTable()
@@ -72,7 +72,7 @@ class ProxyHook:
         q = self.queue
         items = list(q)
         q.clear()
-        return [_build(it) if type(it) is tuple else it for it in items]
+        return [_build(it) if isinstance(it, tuple) else it for it in items]
 
     # ------------------------------------------------------------ Exchange calls
 
