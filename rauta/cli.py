@@ -132,10 +132,20 @@ def translate_cmd(files: tuple[str, ...], controller_name: str, address_pool: st
 @click.option("--address-pool", default=None, metavar="CIDR",
               help="Give each Gateway its own address from this pool (e.g. 127.0.1.0/24); "
                    "without it every Gateway is served on --listen-host.")
+@click.option("--observe", type=click.Choice(["proxy"]), default=None,
+              help="Observe traffic: per-route baselines and anomaly events "
+                   "(slow_response, error_spike, connect_failure, resolved) from the "
+                   "proxy's own upstream exchanges. The eBPF modes (xdp, both) are not "
+                   "built yet.")
+@click.option("--observe-out", default="-", show_default=True, metavar="PATH",
+              help="Where the observer writes its JSON lines ('-' is stdout).")
+@click.option("--observe-window", default=10.0, show_default=True,
+              type=click.FloatRange(0.1, 3600), help="The observer's window in seconds.")
 @proxy_options
 def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file: str | None,
               controller_name: str, grace: float, hash_on: str, verbose: bool,
-              address_pool: str | None, **settings: object) -> None:
+              address_pool: str | None, observe: str | None, observe_out: str,
+              observe_window: float, **settings: object) -> None:
     """Serve traffic from Gateway API YAML files, reloading them on change."""
     from pathlib import Path
 
@@ -144,8 +154,15 @@ def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file:
     check_pool(address_pool)
     setup_logging(verbose)
     tune_gc()
+    if observe and observe_out != "-":
+        try:
+            open(observe_out, "a").close()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot write {observe_out}: {exc.strerror}",
+                                     param_hint="--observe-out") from None
     code = runloop.run(serve(list(paths), admin=admin, host=listen_host,
-                             address_pool=address_pool,
+                             address_pool=address_pool, observe=observe,
+                             observe_out=observe_out, observe_window=observe_window,
                              status_file=Path(status_file) if status_file else None,
                              controller_name=controller_name, grace=grace, hash_on=hash_on,
                              proxy_settings=proxy_settings(settings)))
