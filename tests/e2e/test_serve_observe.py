@@ -141,3 +141,16 @@ def test_serve_observe_refuses_modes_not_built(tmp_path: Path) -> None:
                        timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "xdp" in r.stderr
+
+
+def test_controller_takes_the_same_observe_options(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-m", "rauta.cli", "controller", "--help"], cwd=REPO,
+                       capture_output=True, text=True, timeout=30, env=env)
+    assert r.returncode == 0 and "--observe [proxy]" in r.stdout, r.stdout
+    bad = tmp_path / "no" / "such" / "dir" / "events.jsonl"
+    r = subprocess.run([sys.executable, "-m", "rauta.cli", "controller", "--observe", "proxy",
+                        "--observe-out", str(bad)], cwd=REPO, capture_output=True, text=True,
+                       timeout=30, env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "--observe-out" in r.stderr and "cannot write" in r.stderr, r.stderr
