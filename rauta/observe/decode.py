@@ -75,7 +75,7 @@ HTTP_DTYPE = np.dtype(
         ("path_len", "<u2"),
         ("head_len", "<u2"),
         ("pad", "<u2"),
-        ("head", "V%d" % HEAD_MAX),
+        ("head", f"V{HEAD_MAX}"),
     ]
 )
 HTTP_SIZE = HTTP_DTYPE.itemsize

@@ -199,6 +199,9 @@ class KernelObserver:
         t = self._bpf[b"counters"]
         out = {name: int(sum(t[t.Key(i)])) for i, name in enumerate(decode.COUNTERS)}
         out["perf_lost"] = self.perf_lost
+        # The analysis pipeline reads every "lost*" key as a transport's loss total.
+        out["lost_ringbuf" if self.transport == "ring" else "lost_perf"] = (
+            out["ring_drops"] + self.perf_lost)
         return out
 
     def histograms(self) -> dict[tuple[int, int], list[int]]:
