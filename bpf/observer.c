@@ -309,7 +309,18 @@ static __always_inline int on_request(struct xdp_md *ctx, struct flow_key *k, st
         h ^= c;
         h *= 0x01000193;
     }
-    u32 plen_path = i;
+    // Through the map value and back: the verifier then sees an unknown length instead of
+    // 256 different constants, so the code below is verified once, not once per exit.
+    s->path_len = i;
+    s->path_hash = h;
+    s->method = found | (bad << 1);
+    u32 plen_path = *(volatile u16 *)&s->path_len;
+    u32 fb = *(volatile u8 *)&s->method;
+    found = fb & 1;
+    bad = fb & 2;
+    if (plen_path > PATH_MAX_)
+        return XDP_PASS;
+    h = *(volatile u32 *)&s->path_hash;
     u8 flags = 0;
     if (bad || (found && plen_path == 0)) {
         cnt(C_NON_HTTP);
