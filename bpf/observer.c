@@ -290,6 +290,10 @@ static __always_inline int on_request(struct xdp_md *ctx, struct flow_key *k, st
     n += 1;
     if (bpf_xdp_load_bytes(ctx, poff, s->head, n) < 0)
         return XDP_PASS;
+    // n is precise now (a helper's size argument): reload it from memory so that the
+    // comparisons below do not split the verifier's states by its range.
+    s->head_len = n;
+    n = *(volatile u16 *)&s->head_len;
 
     u32 h = 0x811C9DC5;
     u32 i = 0, found = 0, bad = 0;
