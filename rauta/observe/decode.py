@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import struct
@@ -116,6 +117,7 @@ def pack_ip(ip: str) -> bytes:
     return a.packed
 
 
+@functools.lru_cache(maxsize=65536)
 def unpack_ip(raw: bytes) -> str:
     a = ipaddress.IPv6Address(raw)
     m = a.ipv4_mapped
@@ -144,6 +146,13 @@ def unpack_hist_key(raw: bytes) -> tuple[int, int]:
     return route_id, cls
 
 
+@functools.lru_cache(maxsize=65536)
+def endpoint(raw: bytes, port: int) -> Endpoint:
+    """An Endpoint from the kernel's 16 address bytes (cached: the same few recur)."""
+    return Endpoint(unpack_ip(raw), port)
+
+
+@functools.lru_cache(maxsize=4096)
 def parse_host(head: bytes) -> str:
     """The Host header's value from a request head, "" when not within ``head``."""
     end = head.find(b"\r\n\r\n")
@@ -163,30 +172,32 @@ def record_type(raw: bytes | memoryview) -> int:
 def http_events(recs: np.ndarray) -> list[HttpEvent]:
     """Decode an array of HTTP_DTYPE records (from the ring reader or bytes)."""
     out: list[HttpEvent] = []
-    cols = {name: recs[name].tolist() for name in HTTP_DTYPE.names or ()}
-    for i in range(len(recs)):
-        head_all: bytes = cols["head"][i]
-        head = head_all[: cols["head_len"][i]]
-        off, plen = cols["path_off"][i], cols["path_len"][i]
-        flags = cols["flags"][i]
-        method_id = cols["method"][i]
-        out.append(
-            HttpEvent(
-                source="xdp",
-                leg="upstream" if flags & F_WATCHED else "downstream",
-                client=Endpoint(unpack_ip(cols["saddr"][i]), cols["sport"][i]),
-                server=Endpoint(unpack_ip(cols["daddr"][i]), cols["dport"][i]),
-                method=METHODS[method_id] if method_id < len(METHODS) else "",
-                path=head[off : off + plen].decode("latin-1"),
-                path_hash=cols["path_hash"][i],
-                path_truncated=bool(flags & F_TRUNCATED),
-                status=cols["status"][i],
-                start_ns=cols["start_ns"][i],
-                end_ns=cols["end_ns"][i],
-                tcp_seq=cols["seq"][i],
-                host=parse_host(head),
-            )
-        )
+    add = out.append
+    n_methods = len(METHODS)
+    for sa, da, sp, dp, start, end, seq, ph, status, mid, flags, off, plen, hlen, head_all in zip(
+        recs["saddr"].tolist(), recs["daddr"].tolist(), recs["sport"].tolist(),
+        recs["dport"].tolist(), recs["start_ns"].tolist(), recs["end_ns"].tolist(),
+        recs["seq"].tolist(), recs["path_hash"].tolist(), recs["status"].tolist(),
+        recs["method"].tolist(), recs["flags"].tolist(), recs["path_off"].tolist(),
+        recs["path_len"].tolist(), recs["head_len"].tolist(), recs["head"].tolist(),
+        strict=True,
+    ):
+        head = head_all[:hlen]
+        add(HttpEvent(
+            "xdp",
+            "upstream" if flags & F_WATCHED else "downstream",
+            endpoint(sa, sp),
+            endpoint(da, dp),
+            METHODS[mid] if mid < n_methods else "",
+            head[off : off + plen].decode("latin-1"),
+            ph,
+            bool(flags & F_TRUNCATED),
+            status,
+            start,
+            end,
+            seq,
+            parse_host(head),
+        ))
     return out
 
 

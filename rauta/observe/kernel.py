@@ -44,7 +44,7 @@ def bpf_available() -> str | None:
     if os.geteuid() != 0:
         return "not root (BPF needs CAP_BPF/CAP_SYS_ADMIN)"
     try:
-        import bcc  # noqa: F401
+        import bcc  # type: ignore[import-untyped]  # noqa: F401
     except ImportError as e:
         return f"bcc not importable ({e}); run scripts/setup-bpf.sh"
     build = Path("/lib/modules") / os.uname().release / "build"
@@ -84,7 +84,7 @@ class KernelObserver:
         reason = bpf_available()
         if reason:
             raise RuntimeError(f"BPF unavailable: {reason}")
-        from bcc import BPF
+        from bcc import BPF  # type: ignore[import-untyped]
 
         self.transport = transport
         self.xdp_mode = xdp_mode

@@ -74,7 +74,7 @@ class RingReader:
 
     def pending(self) -> int:
         """Bytes between the consumer and producer positions."""
-        return _U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0]
+        return int(_U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0])
 
     def read(self, max_records: int = 1 << 20) -> Batch:
         cons = _U64.unpack_from(self._cons, 0)[0]

@@ -94,4 +94,4 @@ def attach_xdp(prog_fd: int, iface: str, netns: str | None = None, mode: str = "
     if fd < 0:
         err = -fd if fd < -1 else ctypes.get_errno()
         raise OSError(err, f"bpf_link_create(xdp, {iface}, {mode}): {os.strerror(err)}")
-    return fd
+    return int(fd)
