@@ -84,7 +84,7 @@ class KernelObserver:
         reason = bpf_available()
         if reason:
             raise RuntimeError(f"BPF unavailable: {reason}")
-        from bcc import BPF  # type: ignore[import-untyped]
+        from bcc import BPF
 
         self.transport = transport
         self.xdp_mode = xdp_mode
