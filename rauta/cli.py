@@ -5,20 +5,27 @@ run (``translate`` is exactly what ``tests/golden`` checks).
 
 Rules:
 - Bad input is one line on stderr naming the file, object and field, and exit code 2;
-  never a traceback.
+  never a traceback. A bad option value (``--admin foo``, ``--hash-on x``) is a usage
+  error; a start-up failure (a taken port, an uncreatable directory) is one line, exit 1.
+- Warnings (unknown fields, skipped kinds) go to stderr as ``rauta: warning: ...``;
+  ``--strict`` turns unknown fields into errors.
+- Every option has help text (``tests/unit/test_cli_options.py`` walks the tree).
 - Output goes to stdout as YAML (or JSON with ``--json``), in the model's own order.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 import click
 import yaml
 
 from rauta import runloop
-from rauta.loader import LoadError, load_snapshot
+from rauta.loader import LoadError, list_files, load_snapshot
 from rauta.model.addresses import parse_pool
 from rauta.model.graph import DEFAULT_CONTROLLER
 from rauta.model.render import document
@@ -30,10 +37,55 @@ def dump_yaml(data: object) -> str:
 
 
 def translate_files(paths: list[str], controller_name: str = DEFAULT_CONTROLLER,
-                    address_pool: str | None = None) -> dict[str, object]:
+                    address_pool: str | None = None, *, strict: bool = False,
+                    warn: Callable[[str], None] | None = None) -> dict[str, object]:
     """Load ``paths`` and translate them: the document ``rauta translate`` prints."""
-    return document(translate(load_snapshot(paths), controller_name=controller_name,
-                              address_pool=address_pool))
+    return document(translate(load_snapshot(paths, strict=strict, warn=warn),
+                              controller_name=controller_name, address_pool=address_pool))
+
+
+_PLACEHOLDER = re.compile(r"\$\{(port|addr):")
+
+
+def placeholder_hint(paths: list[str]) -> str | None:
+    """How to render a file with quickstart placeholders (``${port:X}``), if one has them."""
+    try:
+        files = list_files(paths)
+    except LoadError:
+        return None
+    for f in files:
+        try:
+            if _PLACEHOLDER.search(f.read_text(encoding="utf-8", errors="replace")):
+                return (f"{f} has ${{port:...}}/${{addr:...}} placeholders that `rauta "
+                        f"quickstart` fills in; render it first: rauta quickstart --dir DIR "
+                        f"--render-only, then rauta translate DIR/quickstart.yaml")
+        except OSError:
+            continue
+    return None
+
+
+def check_admin(_ctx: object, _param: object, value: str) -> str:
+    """``--admin HOST:PORT``: a usage error (one line) unless it has a port 1..65535."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:9901)")
+    return value
+
+
+def check_hash_on(_ctx: object, _param: object, value: str) -> str:
+    """``--hash-on``: flow, client-ip or header:NAME with a header name."""
+    if value in ("flow", "client-ip"):
+        return value
+    name = value[len("header:"):].strip() if value.startswith("header:") else ""
+    if not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+        raise click.BadParameter(f"{value!r}: expected flow, client-ip or header:NAME")
+    return value
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr and exit (a start-up failure, never a traceback)."""
+    click.echo(f"rauta: {message}", err=True)
+    sys.exit(code)
 
 
 def check_address_pool(pool: str | None) -> None:
@@ -134,14 +186,23 @@ def main() -> None:
               help="Give each Gateway its own address from this pool (e.g. 127.0.1.0/24); "
                    "without it every Gateway shares the listen host.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+@click.option("--strict", is_flag=True,
+              help="Unknown fields are errors (exit 2) instead of warnings.")
 def translate_cmd(files: tuple[str, ...], controller_name: str, address_pool: str | None,
-                  as_json: bool) -> None:
-    """Print the RouterConfig and statuses rauta computes for Gateway API YAML FILES."""
+                  as_json: bool, strict: bool) -> None:
+    """Print the RouterConfig and statuses rauta computes for Gateway API YAML FILES.
+
+    The packaged quickstart example has placeholders: render it first with
+    `rauta quickstart --dir DIR --render-only`."""
     check_address_pool(address_pool)
     try:
-        doc = translate_files(list(files), controller_name, address_pool)
+        doc = translate_files(list(files), controller_name, address_pool, strict=strict,
+                              warn=lambda line: click.echo(f"rauta: warning: {line}", err=True))
     except LoadError as exc:
         click.echo(f"rauta: {exc}", err=True)
+        hint = placeholder_hint(list(files))
+        if hint:
+            click.echo(f"rauta: hint: {hint}", err=True)
         sys.exit(2)
     click.echo(json.dumps(doc, indent=2) if as_json else dump_yaml(doc), nl=False)
 
@@ -149,40 +210,55 @@ def translate_cmd(files: tuple[str, ...], controller_name: str, address_pool: st
 @main.command("serve")
 @click.option("--config", "paths", multiple=True, required=True, type=click.Path(exists=True),
               help="YAML file or directory of Gateway API, Service and EndpointSlice objects.")
-@click.option("--admin", default="127.0.0.1:9901", show_default=True,
-              help="Admin server address (/healthz /readyz /metrics /config).")
+@click.option("--admin", default="127.0.0.1:9901", show_default=True, callback=check_admin,
+              help="Admin server HOST:PORT (/healthz /readyz /metrics /config /status).")
 @click.option("--listen-host", default="127.0.0.1", show_default=True,
               help="Address the proxy's listeners bind to.")
 @click.option("--status-file", type=click.Path(), default=None,
               help="Also write the statuses rauta computes to this YAML file.")
-@click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True)
+@click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True,
+              help="GatewayClass controllerName that rauta owns.")
 @click.option("--grace", default=10.0, show_default=True, help="Drain period in seconds.")
-@click.option("--hash-on", default="flow", show_default=True,
+@click.option("--hash-on", default="flow", show_default=True, callback=check_hash_on,
               help="Maglev key: flow, client-ip or header:NAME.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("--strict", is_flag=True,
+              help="Unknown fields make a file invalid (its last good version is kept) "
+                   "instead of a warning.")
+@click.option("--access-log", default=None, metavar="FILE",
+              help="Write a JSON line per request to FILE ('-' for stdout), off the "
+                   "request path.")
 @click.option("--address-pool", default=None, metavar="CIDR",
               help="Give each Gateway its own address from this pool (e.g. 127.0.1.0/24); "
                    "without it every Gateway is served on --listen-host.")
 @observe_options
 @proxy_options
 def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file: str | None,
-              controller_name: str, grace: float, hash_on: str, verbose: bool,
-              address_pool: str | None, observe: str | None, observe_out: str,
-              observe_window: float, **settings: object) -> None:
-    """Serve traffic from Gateway API YAML files, reloading them on change."""
+              controller_name: str, grace: float, hash_on: str, verbose: bool, strict: bool,
+              access_log: str | None, address_pool: str | None, observe: str | None,
+              observe_out: str, observe_window: float, **settings: object) -> None:
+    """Serve traffic from Gateway API YAML files, reloading them on change.
+
+    Write config files atomically (a temporary file renamed over the config); a file
+    written in place is applied once it has been stable briefly, and an emptied file's
+    objects are deleted only after it stayed empty for 2 s."""
     from pathlib import Path
 
-    from rauta.serve import serve
+    from rauta.serve import StartupError, serve
 
     check_pool(address_pool)
     setup_logging(verbose)
     tune_gc()
-    code = runloop.run(serve(list(paths), admin=admin, host=listen_host,
-                             address_pool=address_pool,
-                             **observe_settings(observe, observe_out, observe_window),
-                             status_file=Path(status_file) if status_file else None,
-                             controller_name=controller_name, grace=grace, hash_on=hash_on,
-                             proxy_settings=proxy_settings(settings)))
+    obs = observe_settings(observe, observe_out, observe_window)
+    try:
+        code = runloop.run(serve(list(paths), admin=admin, host=listen_host,
+                                 address_pool=address_pool, **obs,
+                                 status_file=Path(status_file) if status_file else None,
+                                 controller_name=controller_name, grace=grace, hash_on=hash_on,
+                                 proxy_settings=proxy_settings(settings), strict=strict,
+                                 access_log=access_log))
+    except StartupError as exc:
+        fail(str(exc))
     sys.exit(code)
 
 
@@ -190,33 +266,53 @@ def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file:
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
               help="Where to write the editable example config (default: a temp dir).")
 @click.option("--port", default=8080, show_default=True, help="Listener port (or a free one).")
-@click.option("--admin-port", default=9901, show_default=True)
-def quickstart_cmd(directory: str | None, port: int, admin_port: int) -> None:
+@click.option("--admin-port", default=9901, show_default=True,
+              help="Admin server port (or a free one).")
+@click.option("--render-only", is_flag=True,
+              help="Only write the example config (placeholders filled in) to --dir and exit.")
+def quickstart_cmd(directory: str | None, port: int, admin_port: int, render_only: bool) -> None:
     """Start demo backends and serve an example Gateway/HTTPRoute set on loopback."""
     from pathlib import Path
 
-    from rauta.quickstart import quickstart
+    from rauta.quickstart import prepare_dir, quickstart, write_example
+    from rauta.serve import StartupError
 
+    try:
+        workdir = prepare_dir(Path(directory) if directory else None)
+    except StartupError as exc:
+        fail(str(exc))
+    if render_only:
+        click.echo(write_example(workdir, port, admin_port))
+        sys.exit(0)
     setup_logging(False)
-    sys.exit(runloop.run(quickstart(Path(directory) if directory else None, port, admin_port)))
+    try:
+        sys.exit(runloop.run(quickstart(workdir, port, admin_port)))
+    except StartupError as exc:
+        fail(str(exc))
 
 
 @main.command("controller")
 @click.option("--kubeconfig", default=None, type=click.Path(exists=True),
               help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
 @click.option("--namespace", default=None, help="Watch only this namespace.")
-@click.option("--admin", default="127.0.0.1:9901", show_default=True)
+@click.option("--admin", default="127.0.0.1:9901", show_default=True, callback=check_admin,
+              help="Admin server HOST:PORT (/healthz /readyz /metrics /config).")
 @click.option("--listen-host", default="0.0.0.0", show_default=True,
               help="Address the proxy's listeners bind to.")
 @click.option("--gateway-address", "addresses", multiple=True,
               help="Address written to Gateway status.addresses (repeatable).")
-@click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True)
-@click.option("--lease-namespace", default="default", show_default=True)
-@click.option("--lease-name", default="rauta-controller", show_default=True)
-@click.option("--lease-duration", default=15.0, show_default=True)
+@click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True,
+              help="GatewayClass controllerName that rauta owns.")
+@click.option("--lease-namespace", default="default", show_default=True,
+              help="Namespace of the leader-election Lease.")
+@click.option("--lease-name", default="rauta-controller", show_default=True,
+              help="Name of the leader-election Lease.")
+@click.option("--lease-duration", default=15.0, show_default=True,
+              help="Leader-election lease duration in seconds.")
 @click.option("--identity", default=None, help="Leader election identity (default host-pid).")
-@click.option("--hash-on", default="flow", show_default=True)
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("--hash-on", default="flow", show_default=True, callback=check_hash_on,
+              help="Maglev key: flow, client-ip or header:NAME.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.option("--address-pool", default=None, metavar="CIDR",
               help="Give each Gateway its own address from this pool (its status.addresses); "
                    "not with --gateway-address.")
@@ -246,9 +342,11 @@ def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, li
 
 
 @main.command("record")
-@click.option("--kubeconfig", default=None, type=click.Path(exists=True))
-@click.option("--out", required=True, type=click.Path(dir_okay=False))
-@click.option("--namespace", default=None)
+@click.option("--kubeconfig", default=None, type=click.Path(exists=True),
+              help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Scenario file to write.")
+@click.option("--namespace", default=None, help="Record only this namespace.")
 @click.option("--duration", default=None, type=float, help="Stop after this many seconds.")
 def record_cmd(kubeconfig: str | None, out: str, namespace: str | None,
                duration: float | None) -> None:

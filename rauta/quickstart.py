@@ -8,6 +8,8 @@ Rules:
 - Loopback only: the listener and admin server on 127.0.0.1, backends on 127.0.0.x.
 - The listener port defaults to 8080 and falls back to a free port when 8080 is taken.
 - Runs until Ctrl-C/SIGTERM, then drains and exits 0.
+- A directory that cannot be created or written is one line (``StartupError``), as is a
+  taken admin port; ``--render-only`` writes the example and exits (for ``translate``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from rauta import runloop
 from rauta.echo import EchoBackend
 from rauta.scenario import Placeholders, free_port
-from rauta.serve import serve
+from rauta.serve import StartupError, serve
 
 
 def _port_or_free(preferred: int) -> int:
@@ -55,10 +57,29 @@ def curl_lines(port: int, admin: int) -> list[str]:
     ]
 
 
+def prepare_dir(directory: Path | None) -> Path:
+    """The directory for the example config, created (a temp dir when None)."""
+    try:
+        if directory is None:
+            return Path(tempfile.mkdtemp(prefix="rauta-quickstart-"))
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".rauta-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(f"cannot use --dir {directory}: {exc.strerror or exc}") from None
+    return directory
+
+
+def write_example(directory: Path, listener_port: int = 8080, admin_port: int = 9901) -> str:
+    """Render the example into ``directory``; the path of the rendered file."""
+    render(directory, listener_port, admin_port)
+    return str(directory / "quickstart.yaml")
+
+
 async def quickstart(directory: Path | None = None, listener_port: int = 8080,
                      admin_port: int = 9901) -> int:
-    workdir = directory or Path(tempfile.mkdtemp(prefix="rauta-quickstart-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = prepare_dir(directory)
     port, admin = _port_or_free(listener_port), _port_or_free(admin_port)
     ph = render(workdir, port, admin)
     backends = [EchoBackend(name, addr, ph.port("backends")) for name, addr in ph.addrs.items()]

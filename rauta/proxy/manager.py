@@ -21,7 +21,12 @@ Rules:
   ``TLSCertificate.secrets``). A new HTTPS port with no usable certificate is not opened
   and is reported failed; an existing one keeps its previous certificates (logged).
 - A port that cannot be bound (address in use, permission) is reported in
-  ``Applied.failed`` with the error text and tried again at the next ``apply``.
+  ``Applied.failed`` with the error text (``cannot listen on HOST:PORT: ...``), logged as
+  a warning once per error, and tried again at the next ``apply``.
+- Metrics label a rule by its ``name`` when it has one (else its index): the names of
+  the applied config are handed to ``ProxyMetrics`` at each apply.
+- ``access_log``: a file ("-": stdout) for the JSON access log (``AccessLog``), closed
+  with the proxy.
 - Idle upstream connections to endpoints no longer referenced (by any backend or mirror)
   are closed.
 - ``apply`` calls are serialised; ``generation`` counts successful applies.
@@ -39,6 +44,7 @@ from prometheus_client import CollectorRegistry
 from rauta.model.config import EMPTY, PortConfig, RouterConfig
 from rauta.model.routing import endpoint_keys, prepare
 from rauta.model.status import Applied
+from rauta.proxy.accesslog import AccessLog
 from rauta.proxy.metrics import ProxyMetrics
 from rauta.proxy.mirror import Mirrorer
 from rauta.proxy.runtime import Runtime
@@ -63,6 +69,14 @@ def referenced_endpoints(config: RouterConfig) -> frozenset[Key]:
     return frozenset(keys)
 
 
+def _prepare(config: RouterConfig) -> dict[tuple[str, int], str]:
+    """``prepare`` (Maglev tables) plus the rule names of ``config``, for a worker thread."""
+    prepare(config)
+    return {(r.route, r.rule_index): r.rule_name
+            for port in config.ports for lr in port.listeners for r in lr.rules
+            if r.rule_name}
+
+
 class Proxy:
     """The in-process L7 proxy of rauta (see the module doc)."""
 
@@ -75,8 +89,11 @@ class Proxy:
                  body_timeout: float = 60.0, send_timeout: float = 60.0,
                  lingering_timeout: float = 5.0, lingering_time: float = 30.0,
                  max_connections: int = 10000, underscores_in_headers: bool = False,
-                 allow_trace: bool = False, trusted_hops: int = 0) -> None:
+                 allow_trace: bool = False, trusted_hops: int = 0,
+                 access_log: str | None = None) -> None:
         self.host = host
+        self.access_log = AccessLog(access_log) if access_log else None
+        self._bind_errors: dict[tuple[str, int], str] = {}
         self.drain_seconds = drain_seconds
         self.metrics = ProxyMetrics(registry)
         self.pool = UpstreamPool(max_idle=max_idle_per_endpoint, idle_timeout=upstream_idle_timeout,
@@ -135,7 +152,8 @@ class Proxy:
                 raise RuntimeError("proxy is closed")
             started = time.perf_counter()
             # Maglev tables for every endpoint set, built off the event loop.
-            await asyncio.to_thread(prepare, config)
+            names = await asyncio.to_thread(_prepare, config)
+            self.metrics.set_rule_names(names)
             wanted = {(pc.address, pc.port): pc for pc in config.ports}
             for key, lst in list(self._listeners.items()):
                 pc = wanted.get(key)
@@ -202,12 +220,21 @@ class Proxy:
             except ValueError as exc:
                 return str(exc)
         lst = Listener(self._rt, pc.port, pc.protocol, port_tls, address=pc.address)
+        lst.access_log = self.access_log
         host = pc.address or self.host
+        key = (pc.address, pc.port)
         try:
             await lst.start(host)
         except OSError as exc:
-            return f"cannot listen on {host}:{pc.port}: {exc.strerror or exc}"
-        self._listeners[(pc.address, pc.port)] = lst
+            error = f"cannot listen on {host}:{pc.port}: {exc.strerror or exc}"
+            if self._bind_errors.get(key) != error:
+                log.warning("%s (retried at the next apply; /readyz answers 503 until then)",
+                            error)
+                self._bind_errors[key] = error
+            return error
+        if self._bind_errors.pop(key, None) is not None:
+            log.info("listening on %s:%d now", host, pc.port)
+        self._listeners[key] = lst
         return None
 
     def _drain(self, lst: Listener, seconds: float) -> None:
@@ -232,3 +259,5 @@ class Proxy:
         await self.wait_drained()
         await self.mirrors.close()
         self.pool.close()
+        if self.access_log is not None:
+            await asyncio.to_thread(self.access_log.close)

@@ -7,7 +7,8 @@ isolated.
 
 Rules:
 - Labels are bounded by the configuration, never by traffic: listener ``port``, ``route``
-  ("namespace/name", "" when no route matched), ``rule`` (rule index, "" when none),
+  ("namespace/name", "" when no route matched), ``rule`` (the rule's ``name`` when it has
+  one, else its index; "" when none),
   ``backend`` (the backend name "namespace/service:port", "" when none) and ``code``
   (the status class "1xx".."5xx"). No path, host, client address or raw status code.
 - Series per route stay at 10 or fewer, histogram buckets included, so thousands of
@@ -18,10 +19,14 @@ Rules:
   listener port, ``rauta_port_request_duration_seconds``. No ``_created`` series
   (``disable_created_metrics``: they double every counter for a timestamp nobody graphs).
 - The hot path costs two dictionary look-ups and three child updates: labelled children
-  are cached per label tuple.
+  are cached per label tuple (dropped when the rule names change).
+- ``rauta_build_info{version, python}`` is 1: which rauta a Prometheus is scraping.
 """
 
 from __future__ import annotations
+
+import platform
+from importlib import metadata
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -33,6 +38,14 @@ PORT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 ROUTE_BUCKETS = (0.005, 0.025, 0.1, 0.5, 2.5)
 _BUCKETS = PORT_BUCKETS
 _CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+def version() -> str:
+    """rauta's installed version ("unknown" when run from a tree without metadata)."""
+    try:
+        return metadata.version("rauta")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def code_class(status: int) -> str:
@@ -74,6 +87,11 @@ class ProxyMetrics:
         self.mirrors = Counter(
             "rauta_mirror_requests", "Mirrored requests by outcome",
             ["outcome"], registry=r)
+        self.build_info = Gauge(
+            "rauta_build_info", "The running rauta: version and Python version (always 1)",
+            ["version", "python"], registry=r)
+        self.build_info.labels(version(), platform.python_version()).set(1)
+        self._rule_names: dict[tuple[str, int], str] = {}
         self._req_children: dict[tuple[int, str, int, str, int],
                                  tuple[Counter, Histogram, Histogram]] = {}
         self._backend_children: dict[tuple[str, str], Counter] = {}
@@ -87,7 +105,7 @@ class ProxyMetrics:
         children = self._req_children.get(key)
         if children is None:
             code = code_class(status)
-            rule_label = str(rule) if rule >= 0 else ""
+            rule_label = (self._rule_names.get((route, rule)) or str(rule)) if rule >= 0 else ""
             children = (
                 self.requests.labels(str(port), route, rule_label, backend, code),
                 self.duration.labels(str(port), route),
@@ -99,6 +117,12 @@ class ProxyMetrics:
         children[0].inc()
         children[1].observe(seconds)
         children[2].observe(seconds)
+
+    def set_rule_names(self, names: dict[tuple[str, int], str]) -> None:
+        """The ``name`` of each named rule, by (route, rule index), of the applied config."""
+        if names != self._rule_names:
+            self._rule_names = names
+            self._req_children.clear()
 
     def connect_error(self, backend: str) -> None:
         self._backend(self.connect_errors, "err", backend).inc()

@@ -49,6 +49,9 @@ Rules:
 - Timers are checked by one sweep per listener (``Runtime`` lists them): idle, slow head,
   stalled body (408), stalled writes, lingering; connections above ``max_connections``
   are closed at accept.
+- Every 5xx the proxy makes itself (502/503/504, 500 for a missing backend) is a warning
+  line naming the listener port, route, rule and backend. With an access log
+  (``Listener.access_log``) every answered request is handed to it as a tuple.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ import httptools
 
 from rauta.model.routing import Decision
 from rauta.proxy import headers as hdr
+from rauta.proxy.accesslog import AccessLog
 from rauta.proxy.exchange import Exchange
 from rauta.proxy.h2 import H2Connection
 from rauta.proxy.request import ALLOW, Request, decide, method_refusal, record
@@ -84,8 +88,18 @@ _CLOSING = frozenset({400, 408, 413, 414, 431, 501, 505})
 __all__ = ["ClientConnection", "Listener", "Request", "Runtime"]
 
 
+def rule_label(decision: Decision | None) -> str:
+    """The rule as logs and metrics name it: its ``name`` when it has one, else its index."""
+    rule = decision.rule if decision is not None else None
+    if rule is None:
+        return ""
+    return rule.rule_name or str(rule.rule_index)
+
+
 class Listener:
     """One listening port: its server socket, TLS state and open connections."""
+
+    access_log: AccessLog | None = None  # set by the Proxy when one is configured
 
     def __init__(self, rt: Runtime, port: int, protocol: str, tls: PortTLS | None = None,
                  address: str = ""):
@@ -505,8 +519,22 @@ class ClientConnection(asyncio.Protocol):
             self._finish(req)
 
     def _record(self, req: Request) -> None:
-        record(self.rt, self.listener.port, self.decision, self.status,
-               self.loop.time() - req.t0)
+        seconds = self.loop.time() - req.t0
+        record(self.rt, self.listener.port, self.decision, self.status, seconds)
+        alog = self.listener.access_log
+        if alog is not None:
+            d = self.decision
+            alog.add(self.client_ip, req.method, req.url, req.host, req.version, self.status,
+                     self.listener.port, d.rule.route if d is not None and d.rule else "",
+                     rule_label(d), d.backend.name if d is not None and d.backend else "",
+                     seconds)
+
+    def _log_5xx(self, status: int, text: str) -> None:
+        d = self.decision
+        route = d.rule.route if d is not None and d.rule else ""
+        backend = d.backend.name if d is not None and d.backend else ""
+        log.warning("port %d: %d %s (route %s, rule %s, backend %s)", self.listener.port,
+                    status, text, route or "-", rule_label(d) or "-", backend or "-")
 
     def _retire(self, req: Request) -> None:
         self._record(req)
@@ -620,6 +648,7 @@ class ClientConnection(asyncio.Protocol):
             self.resp = RESP_NONE
             self.respond(status, text, close=not req.complete)
         else:
+            self._log_5xx(status, f"{text} after the response head (connection dropped)")
             self.status = status
             self._record(req)
             self.abort()
@@ -637,6 +666,8 @@ class ClientConnection(asyncio.Protocol):
         """Answer the active request with a proxy-made response (nothing sent yet)."""
         req = self.active
         assert req is not None and self.resp == RESP_NONE
+        if status >= 500 and status != 505:
+            self._log_5xx(status, text)
         keep = (req.keep_alive and not self.draining and not close and status not in _CLOSING
                 and (req.complete or self._can_discard(req)))
         self.status = status
