@@ -123,7 +123,7 @@ def observe_options(f):  # type: ignore[no-untyped-def]
                      help="Observe traffic: per-route baselines and anomaly events "
                           "(slow_response, error_spike, connect_failure, resolved) from the "
                           "proxy's own upstream exchanges. The eBPF modes (xdp, both) are "
-                          "not built yet."),
+                          "not wired in yet."),
         click.option("--observe-out", default="-", show_default=True, metavar="PATH",
                      help="Where the observer writes its JSON lines ('-' is stdout)."),
         click.option("--observe-window", default=10.0, show_default=True,

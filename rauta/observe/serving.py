@@ -5,7 +5,7 @@ keep the pipeline's attribution in step with the config the proxy routes with, a
 the pipeline until stopped.
 
 Rules:
-- Only ``proxy`` mode is offered. The XDP capture (``xdp``, ``both``) is not built yet;
+- Only ``proxy`` mode is offered. The XDP capture (``xdp``, ``both``) is not wired in yet;
   the command line refuses those modes rather than pretending.
 - Anomalies go out as JSON lines (``output.anomaly_json``) to ``out`` (stdout for
   ``-``); the ``rauta_observer_*`` series join the admin server's registry.
