@@ -285,3 +285,35 @@ def test_perf_transport_pairs_too() -> None:
         assert b.obs.counters()["perf_lost"] == 0
     finally:
         b.close()
+
+
+def test_native_mode_pairs_too() -> None:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from rauta.observe.kernel import KernelObserver
+
+    net = xdpnet.VethPair.create()
+    try:
+        with KernelObserver(xdp_mode="native") as obs:
+            obs.attach(net.server_if, net.server_ns)
+            obs.attach(net.client_if, net.client_ns)
+            assert "xdp " in xdpnet.ip("-n", net.server_ns, "-d", "link", "show", net.server_if).stdout
+            tx_c = net.raw_socket(net.client_ns, net.client_if)
+            tx_s = net.raw_socket(net.server_ns, net.server_if)
+            req = (Ether(src=net.client_mac, dst=FOREIGN) / IP(src=net.client_v4, dst=net.server_v4)
+                   / TCP(sport=23456, dport=80, seq=9, flags="PA") / Raw(b"HEAD /n HTTP/1.1\r\n\r\n"))
+            resp = (Ether(src=net.server_mac, dst=FOREIGN) / IP(src=net.server_v4, dst=net.client_v4)
+                    / TCP(sport=80, dport=23456, flags="PA") / Raw(b"HTTP/1.1 204 No Content\r\n\r\n"))
+            tx_c.send(bytes(req))
+            time.sleep(0.01)
+            tx_s.send(bytes(resp))
+            evs: list = []
+            deadline = time.monotonic() + 1
+            while not evs and time.monotonic() < deadline:
+                evs = obs.poll(50)
+            assert [(e.method, e.path, e.status) for e in evs] == [("HEAD", "/n", 204)]
+            tx_c.close()
+            tx_s.close()
+    finally:
+        net.close()
