@@ -210,8 +210,9 @@ def bench_overhead(runs: int, pp_s: float, bulk_mib: int) -> dict:  # type: igno
             time.sleep(0.5)
             figures: dict[str, dict[str, list[float]]] = {
                 k: {"pp": [], "bulk": []} for k in ("none", "hook", "hook+consumer")}
-            for _ in range(runs):
-                for cfg in ("none", "hook", "hook+consumer"):
+            order = ["none", "hook", "hook+consumer"]
+            for r in range(runs):
+                for cfg in order[r % 3:] + order[: r % 3]:  # rotated: no config always first
                     th = None
                     if cfg != "none":
                         obs.attach(net.server_if, net.server_ns)
@@ -278,7 +279,7 @@ def main() -> int:
             r = bench_events(tr, a.rate, a.seconds, flood)
             results[f"events_{tr}"] = r
             print(json.dumps(r), flush=True)
-        results["overhead"] = bench_overhead(a.runs, 1.0, 256)
+        results["overhead"] = bench_overhead(a.runs, 1.0, 1024)
         print(json.dumps(results["overhead"]), flush=True)
     finally:
         os.unlink(flood)

@@ -502,7 +502,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         struct syn_val sv = {};
         sv.start_ns = bpf_ktime_get_ns();
         sv.id = w ? w->id : 0;
-        syns.update(&sk, &sv);
+        if (syns.update(&sk, &sv) < 0)
+            cnt(C_MAP_FULL);
         return 0;
     }
     if (args->oldstate != TCP_SYN_SENT_)

@@ -103,7 +103,7 @@ class KernelObserver:
         self._bpf: Any = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
         self._prog = self._bpf.load_func(b"xdp_observer", BPF.XDP)
         self._links: list[tuple[str, str | None, int]] = []
-        self._watched: dict[Endpoint, int] = {}
+        self._watch_keys: set[bytes] = set()
         self._perf_raw: list[bytes] = []
         self.perf_lost = 0
         self._ring: RingReader | None = None
@@ -139,23 +139,29 @@ class KernelObserver:
     # ---- maps userspace writes ----
 
     def watch(self, endpoints: Mapping[Endpoint, int], listeners: Iterable[Endpoint] = ()) -> None:
-        """Replace the watched set: server endpoints (EndpointSlices) → id, and listeners."""
+        """Replace the watched set: server endpoints (EndpointSlices) → id, and listeners.
+
+        New entries are written before stale ones are removed, so an endpoint present in
+        both the old and the new set is never briefly unwatched.
+        """
         t = self._bpf[b"watched"]
-        t.clear()
-        for ep, ident in endpoints.items():
-            t[t.Key.from_buffer_copy(decode.watch_key(ep))] = t.Leaf.from_buffer_copy(decode.watch_val(ident))
+        new: dict[bytes, bytes] = {decode.watch_key(ep): decode.watch_val(i) for ep, i in endpoints.items()}
         for ep in listeners:
-            t[t.Key.from_buffer_copy(decode.watch_key(ep))] = t.Leaf.from_buffer_copy(
-                decode.watch_val(0, listener=True)
-            )
-        self._watched = dict(endpoints)
-        self._listeners = set(listeners)
+            new[decode.watch_key(ep)] = decode.watch_val(0, listener=True)
+        for k, v in new.items():
+            t[t.Key.from_buffer_copy(k)] = t.Leaf.from_buffer_copy(v)
+        for k in self._watch_keys - new.keys():
+            try:
+                del t[t.Key.from_buffer_copy(k)]
+            except KeyError:
+                pass
+        self._watch_keys = set(new)
         self._set_filter()
 
     def _set_filter(self) -> None:
         on = self._filter_forced
         if on is None:
-            on = bool(self._watched) or bool(getattr(self, "_listeners", ()))
+            on = bool(self._watch_keys)
         t = self._bpf[b"config"]
         t[t.Key(0)] = t.Leaf(1 if on else 0)
 
