@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,37 @@ def role_bulk_client(host: str, mib: int) -> None:
 
 # ---- benchmark ----
 
+class ProgStats:
+    """Kernel run-time statistics of a BPF program while this object lives:
+    BPF_ENABLE_STATS (stats end when its fd is closed, so nothing global is left on),
+    read through BPF_OBJ_GET_INFO_BY_FD (struct bpf_prog_info: run_time_ns at 192,
+    run_cnt at 200)."""
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self._c = ctypes
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        attr = ctypes.create_string_buffer(struct.pack("<I", 0) + bytes(60))  # BPF_STATS_RUN_TIME
+        self.fd = self._libc.syscall(321, 32, attr, 64)  # BPF_ENABLE_STATS
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "BPF_ENABLE_STATS")
+
+    def read(self, prog_fd: int) -> tuple[str, int, int]:
+        c = self._c
+        info = c.create_string_buffer(256)
+        attr = c.create_string_buffer(struct.pack("<IIQ", prog_fd, 256, c.addressof(info)) + bytes(48))
+        if self._libc.syscall(321, 15, attr, 64) != 0:  # BPF_OBJ_GET_INFO_BY_FD
+            raise OSError(c.get_errno(), "BPF_OBJ_GET_INFO_BY_FD")
+        raw = info.raw
+        name = raw[64:80].split(b"\0")[0].decode()
+        run_ns, cnt = struct.unpack_from("<QQ", raw, 192)
+        return name, run_ns, cnt
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def _ns_run(ns: str, *args: str, timeout: float = 60) -> dict:  # type: ignore[type-arg]
     p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__, *args],
                        capture_output=True, text=True, timeout=timeout)
@@ -140,6 +172,7 @@ def bench_events(transport: str, rate: int, seconds: float, flood: str) -> dict:
         obs.attach(net.server_if, net.server_ns)
         obs.attach(net.client_if, net.client_ns)
         res["startup_s"] = round(time.monotonic() - t0, 3)
+        stats = ProgStats()
         try:
             rq, rs, oq, op = templates(net, Path(td))
             pairs = int(rate * seconds)
@@ -153,7 +186,7 @@ def bench_events(transport: str, rate: int, seconds: float, flood: str) -> dict:
             deadline = time.monotonic() + seconds * 4 + 10
             while p.poll() is None and time.monotonic() < deadline:
                 arrays, others = obs.poll_raw(10)
-                got += sum(len(a) for a in arrays) + len(others)
+                got += sum(len(a) for a in arrays) + sum(1 for o in others if o[:1] == b"\x01")
                 if len(sample) < 20 and arrays:
                     sample.append(arrays[0])
             if p.poll() is None:
@@ -162,11 +195,16 @@ def bench_events(transport: str, rate: int, seconds: float, flood: str) -> dict:
             end = time.monotonic() + 0.5
             while time.monotonic() < end:
                 arrays, others = obs.poll_raw(10)
-                got += sum(len(a) for a in arrays) + len(others)
+                got += sum(len(a) for a in arrays) + sum(1 for o in others if o[:1] == b"\x01")
             cpu = time.process_time() - cpu0
+            name, run_ns, run_cnt = stats.read(obs._prog.fd)
+            res["xdp_prog"] = name
+            res["xdp_ns_per_packet"] = round(run_ns / max(1, run_cnt), 1)
+            res["xdp_runs"] = run_cnt
             c = obs.counters()
             hist_total = sum(sum(v) for v in obs.histograms().values())
             sent, elapsed = int(out[1]), float(out[2])
+            # got counts HTTP records only (connect records from elsewhere may arrive too)
             res.update(pairs_sent=sent, send_seconds=round(elapsed, 3),
                        offered_pairs_per_s=round(sent / elapsed), events_received=got,
                        events_per_s=round(got / elapsed), requests=c["requests"],
@@ -184,6 +222,7 @@ def bench_events(transport: str, rate: int, seconds: float, flood: str) -> dict:
                     decode.http_events(a)
                 res["decode_events_per_s"] = round(n / (time.perf_counter() - t))
         finally:
+            stats.close()
             obs.close()
     return res
 
@@ -198,6 +237,7 @@ def bench_overhead(runs: int, pp_s: float, bulk_mib: int) -> dict:  # type: igno
                                      "--role", r, net.server_v4], stdout=subprocess.DEVNULL)
                    for r in ("pp-server", "bulk-server")]
         obs = KernelObserver(transport="ring", ring_mib=32)
+        stats = ProgStats()
         stop = threading.Event()
         consumed = [0]
 
@@ -210,8 +250,9 @@ def bench_overhead(runs: int, pp_s: float, bulk_mib: int) -> dict:  # type: igno
             time.sleep(0.5)
             figures: dict[str, dict[str, list[float]]] = {
                 k: {"pp": [], "bulk": []} for k in ("none", "hook", "hook+consumer")}
-            for _ in range(runs):
-                for cfg in ("none", "hook", "hook+consumer"):
+            order = ["none", "hook", "hook+consumer"]
+            for r in range(runs):
+                for cfg in order[r % 3:] + order[: r % 3]:  # rotated: no config always first
                     th = None
                     if cfg != "none":
                         obs.attach(net.server_if, net.server_ns)
@@ -237,9 +278,13 @@ def bench_overhead(runs: int, pp_s: float, bulk_mib: int) -> dict:  # type: igno
             for cfg in ("hook", "hook+consumer"):
                 out[cfg]["pp_ratio"] = round(out[cfg]["pp"]["median"] / out["none"]["pp"]["median"], 3)
                 out[cfg]["bulk_ratio"] = round(out[cfg]["bulk"]["median"] / out["none"]["bulk"]["median"], 3)
+            _name, run_ns, run_cnt = stats.read(obs._prog.fd)
+            out["xdp_ns_per_packet"] = round(run_ns / max(1, run_cnt), 1)
+            out["xdp_runs"] = run_cnt
             out["counters_after"] = obs.counters()
             out["consumed"] = consumed[0]
         finally:
+            stats.close()
             obs.close()
             for s in servers:
                 s.kill()
@@ -254,7 +299,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "observer.json"))
     ap.add_argument("--rate", type=int, default=100_000)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="1 s of events, 3 overhead runs")
     a = ap.parse_args()
     if a.role:
@@ -278,7 +323,7 @@ def main() -> int:
             r = bench_events(tr, a.rate, a.seconds, flood)
             results[f"events_{tr}"] = r
             print(json.dumps(r), flush=True)
-        results["overhead"] = bench_overhead(a.runs, 1.0, 256)
+        results["overhead"] = bench_overhead(a.runs, 1.0, 1024)
         print(json.dumps(results["overhead"]), flush=True)
     finally:
         os.unlink(flood)
@@ -292,6 +337,8 @@ def main() -> int:
               f"lost {r['ring_drops'] + r['perf_lost']}/{r['paired']}; histogram {r['histogram_total']} "
               f"= paired {r['paired']} (sent {r['pairs_sent']})")
     o = results["overhead"]
+    print(f"XDP program: {results['events_ring']['xdp_ns_per_packet']} ns/packet in the flood, "
+          f"{o['xdp_ns_per_packet']} ns/packet on real TCP traffic")
     for cfg in ("hook", "hook+consumer"):
         print(f"{cfg}: ping-pong ratio {o[cfg]['pp_ratio']}, bulk ratio {o[cfg]['bulk_ratio']}")
     print(f"wrote {a.out}")

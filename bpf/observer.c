@@ -213,7 +213,9 @@ static __always_inline int output(void *ctx, void *rec, u32 size) {
 #ifdef USE_PERF
     return events.perf_submit(ctx, rec, size);
 #else
-    return events.ringbuf_output(rec, size, 0);
+    // No wakeup per record: the reader polls on a timer (a wakeup per event costs the
+    // traffic a context switch on a busy box).
+    return events.ringbuf_output(rec, size, BPF_RB_NO_WAKEUP);
 #endif
 }
 
@@ -500,7 +502,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         struct syn_val sv = {};
         sv.start_ns = bpf_ktime_get_ns();
         sv.id = w ? w->id : 0;
-        syns.update(&sk, &sv);
+        if (syns.update(&sk, &sv) < 0)
+            cnt(C_MAP_FULL);
         return 0;
     }
     if (args->oldstate != TCP_SYN_SENT_)

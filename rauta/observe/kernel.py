@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-import select
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +33,9 @@ from rauta.observe.ringbuf import RingReader, open_ring
 from rauta.observe.xdplink import attach_xdp
 
 SOURCE = Path(__file__).resolve().parents[2] / "bpf" / "observer.c"
+
+POLL_STEP_MS = 5
+PERF_WAKEUP = 64
 
 Transport = Literal["ring", "perf"]
 XdpMode = Literal["generic", "native"]
@@ -100,19 +103,16 @@ class KernelObserver:
         self._bpf: Any = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
         self._prog = self._bpf.load_func(b"xdp_observer", BPF.XDP)
         self._links: list[tuple[str, str | None, int]] = []
-        self._watched: dict[Endpoint, int] = {}
+        self._watch_keys: set[bytes] = set()
         self._perf_raw: list[bytes] = []
         self.perf_lost = 0
         self._ring: RingReader | None = None
         self._maps: tuple[Any, Any] | None = None
-        self._epoll: select.epoll | None = None
         events = self._bpf[b"events"]
         if transport == "ring":
             size = self._pages * os.sysconf("SC_PAGE_SIZE")
             self._ring, cons, prod = open_ring(events.map_fd, size, (decode.HTTP_SIZE, decode.HTTP_DTYPE))
             self._maps = (cons, prod)
-            self._epoll = select.epoll()
-            self._epoll.register(events.map_fd, select.EPOLLIN)
         else:
             def on_event(_cpu: int, data: Any, size: int) -> None:
                 self._perf_raw.append(ctypes.string_at(data, size))
@@ -120,7 +120,8 @@ class KernelObserver:
             def on_lost(n: int) -> None:
                 self.perf_lost += n
 
-            events.open_perf_buffer(on_event, page_cnt=self._pages, lost_cb=on_lost)
+            events.open_perf_buffer(on_event, page_cnt=self._pages, lost_cb=on_lost,
+                                   wakeup_events=PERF_WAKEUP)
         self._set_filter()
 
     # ---- attach ----
@@ -138,23 +139,29 @@ class KernelObserver:
     # ---- maps userspace writes ----
 
     def watch(self, endpoints: Mapping[Endpoint, int], listeners: Iterable[Endpoint] = ()) -> None:
-        """Replace the watched set: server endpoints (EndpointSlices) → id, and listeners."""
+        """Replace the watched set: server endpoints (EndpointSlices) → id, and listeners.
+
+        New entries are written before stale ones are removed, so an endpoint present in
+        both the old and the new set is never briefly unwatched.
+        """
         t = self._bpf[b"watched"]
-        t.clear()
-        for ep, ident in endpoints.items():
-            t[t.Key.from_buffer_copy(decode.watch_key(ep))] = t.Leaf.from_buffer_copy(decode.watch_val(ident))
+        new: dict[bytes, bytes] = {decode.watch_key(ep): decode.watch_val(i) for ep, i in endpoints.items()}
         for ep in listeners:
-            t[t.Key.from_buffer_copy(decode.watch_key(ep))] = t.Leaf.from_buffer_copy(
-                decode.watch_val(0, listener=True)
-            )
-        self._watched = dict(endpoints)
-        self._listeners = set(listeners)
+            new[decode.watch_key(ep)] = decode.watch_val(0, listener=True)
+        for k, v in new.items():
+            t[t.Key.from_buffer_copy(k)] = t.Leaf.from_buffer_copy(v)
+        for k in self._watch_keys - new.keys():
+            try:
+                del t[t.Key.from_buffer_copy(k)]
+            except KeyError:
+                pass
+        self._watch_keys = set(new)
         self._set_filter()
 
     def _set_filter(self) -> None:
         on = self._filter_forced
         if on is None:
-            on = bool(self._watched) or bool(getattr(self, "_listeners", ()))
+            on = bool(self._watch_keys)
         t = self._bpf[b"config"]
         t[t.Key(0)] = t.Leaf(1 if on else 0)
 
@@ -172,16 +179,25 @@ class KernelObserver:
     # ---- events ----
 
     def poll_raw(self, timeout_ms: int = 0) -> RawBatch:
-        """Undecoded records: (arrays of HTTP records, other raw records)."""
-        if self._ring is not None:
-            b = self._ring.read()
-            if not b.count and timeout_ms and self._epoll is not None:
-                self._epoll.poll(timeout_ms / 1000)
+        """Undecoded records: (arrays of HTTP records, other raw records).
+
+        The kernel does not wake the reader per record (ring: BPF_RB_NO_WAKEUP; perf:
+        a wakeup every PERF_WAKEUP records): this reads what is there and, when nothing
+        is, sleeps in steps of at most POLL_STEP_MS until ``timeout_ms`` has passed.
+        """
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            if self._ring is not None:
                 b = self._ring.read()
-            return b.arrays, b.others
-        self._bpf.perf_buffer_poll(timeout_ms if timeout_ms else 0)
-        raws, self._perf_raw = self._perf_raw, []
-        return [], raws
+                arrays, others = b.arrays, b.others
+            else:
+                self._bpf.perf_buffer_consume()
+                arrays, others = [], self._perf_raw
+                self._perf_raw = []
+            left = deadline - time.monotonic()
+            if arrays or others or left <= 0:
+                return arrays, others
+            time.sleep(min(left, POLL_STEP_MS / 1000))
 
     def poll(self, timeout_ms: int = 0) -> list[HttpEvent | ConnectEvent]:
         """The events that arrived, waiting up to ``timeout_ms`` when there are none."""
@@ -217,9 +233,6 @@ class KernelObserver:
 
     def close(self) -> None:
         self.detach_all()
-        if self._epoll is not None:
-            self._epoll.close()
-            self._epoll = None
         if self._ring is not None:
             self._ring.close()
             self._ring = None
