@@ -116,6 +116,37 @@ def proxy_options(f):  # type: ignore[no-untyped-def]
     return f
 
 
+def observe_options(f):  # type: ignore[no-untyped-def]
+    """The observer's options, shared by ``serve`` and ``controller``."""
+    opts = [
+        click.option("--observe", type=click.Choice(["proxy"]), default=None,
+                     help="Observe traffic: per-route baselines and anomaly events "
+                          "(slow_response, error_spike, connect_failure, resolved) from the "
+                          "proxy's own upstream exchanges. The eBPF modes (xdp, both) are "
+                          "not wired in yet."),
+        click.option("--observe-out", default="-", show_default=True, metavar="PATH",
+                     help="Where the observer writes its JSON lines ('-' is stdout)."),
+        click.option("--observe-window", default=10.0, show_default=True,
+                     type=click.FloatRange(0.1, 3600),
+                     help="The observer's window in seconds."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def observe_settings(observe: str | None, observe_out: str,
+                     observe_window: float) -> dict[str, object]:
+    """The observer's keyword arguments; an unwritable ``--observe-out`` is a usage error."""
+    if observe and observe_out != "-":
+        try:
+            open(observe_out, "a").close()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot write {observe_out}: {exc.strerror}",
+                                     param_hint="--observe-out") from None
+    return {"observe": observe, "observe_out": observe_out, "observe_window": observe_window}
+
+
 def check_pool(pool: str | None) -> None:
     """A bad ``--address-pool`` is a usage error (one line, exit 2), never a traceback."""
     if pool is None:
@@ -200,10 +231,12 @@ def translate_cmd(files: tuple[str, ...], controller_name: str, address_pool: st
 @click.option("--address-pool", default=None, metavar="CIDR",
               help="Give each Gateway its own address from this pool (e.g. 127.0.1.0/24); "
                    "without it every Gateway is served on --listen-host.")
+@observe_options
 @proxy_options
 def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file: str | None,
               controller_name: str, grace: float, hash_on: str, verbose: bool, strict: bool,
-              access_log: str | None, address_pool: str | None, **settings: object) -> None:
+              access_log: str | None, address_pool: str | None, observe: str | None,
+              observe_out: str, observe_window: float, **settings: object) -> None:
     """Serve traffic from Gateway API YAML files, reloading them on change.
 
     Write config files atomically (a temporary file renamed over the config); a file
@@ -216,9 +249,10 @@ def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file:
     check_pool(address_pool)
     setup_logging(verbose)
     tune_gc()
+    obs = observe_settings(observe, observe_out, observe_window)
     try:
         code = runloop.run(serve(list(paths), admin=admin, host=listen_host,
-                                 address_pool=address_pool,
+                                 address_pool=address_pool, **obs,
                                  status_file=Path(status_file) if status_file else None,
                                  controller_name=controller_name, grace=grace, hash_on=hash_on,
                                  proxy_settings=proxy_settings(settings), strict=strict,
@@ -282,11 +316,13 @@ def quickstart_cmd(directory: str | None, port: int, admin_port: int, render_onl
 @click.option("--address-pool", default=None, metavar="CIDR",
               help="Give each Gateway its own address from this pool (its status.addresses); "
                    "not with --gateway-address.")
+@observe_options
 @proxy_options
 def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, listen_host: str,
                    addresses: tuple[str, ...], controller_name: str, lease_namespace: str,
                    lease_name: str, lease_duration: float, identity: str | None, hash_on: str,
-                   verbose: bool, address_pool: str | None, **settings: object) -> None:
+                   verbose: bool, address_pool: str | None, observe: str | None,
+                   observe_out: str, observe_window: float, **settings: object) -> None:
     """Run as a Gateway API controller against a Kubernetes API server."""
 
     from rauta.controller import run_controller
@@ -296,8 +332,9 @@ def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, li
         raise click.UsageError("--address-pool and --gateway-address exclude each other")
     setup_logging(verbose)
     tune_gc()
+    obs = observe_settings(observe, observe_out, observe_window)
     sys.exit(runloop.run(run_controller(
-        address_pool=address_pool,
+        address_pool=address_pool, **obs,
         kubeconfig=kubeconfig, admin=admin, namespace=namespace, controller_name=controller_name,
         listen_host=listen_host, addresses=list(addresses), lease_namespace=lease_namespace,
         lease_name=lease_name, lease_duration=lease_duration, identity=identity,

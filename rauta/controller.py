@@ -131,7 +131,9 @@ class Controller:
             await asyncio.sleep(1)
 
 
-async def run_controller(*, kubeconfig: str | None, admin: str, **kwargs: Any) -> int:
+async def run_controller(*, kubeconfig: str | None, admin: str, observe: str | None = None,
+                         observe_out: str = "-", observe_window: float = 10.0,
+                         **kwargs: Any) -> int:
     client = await KubeClient.connect(kubeconfig)
     ctl = Controller(client, **kwargs)
     runner = await start_admin(admin_app(ctl.reconciler, ctl.registry,
@@ -141,9 +143,18 @@ async def run_controller(*, kubeconfig: str | None, admin: str, **kwargs: Any) -
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    observer = None
+    if observe:
+        from rauta.observe.serving import open_out, proxy_pipeline, run_observer
+
+        pipe = proxy_pipeline(ctl.proxy, ctl.registry, open_out(observe_out), observe_window)
+        observer = asyncio.create_task(run_observer(ctl.proxy, pipe, stop), name="observer")
     try:
         await ctl.run(stop)
     finally:
+        if observer is not None:
+            stop.set()
+            await observer  # processes what is still queued, then returns
         await ctl.sink.close()
         await ctl.proxy.close(5.0)
         await runner.cleanup()

@@ -59,7 +59,8 @@ async def serve(paths: list[str], *, admin: str = "127.0.0.1:9901", host: str = 
                 grace: float = 10.0, hash_on: str = "flow",
                 proxy_settings: Mapping[str, Any] | None = None,
                 address_pool: str | None = None, strict: bool = False,
-                access_log: str | None = None) -> int:
+                access_log: str | None = None, observe: str | None = None,
+                observe_out: str = "-", observe_window: float = 10.0) -> int:
     registry = CollectorRegistry()
     proxy = Proxy(host=host, registry=registry, hash_on=hash_on, drain_seconds=grace,
                   access_log=access_log, **(proxy_settings or {}))
@@ -89,11 +90,21 @@ async def serve(paths: list[str], *, admin: str = "127.0.0.1:9901", host: str = 
 
     tasks = [asyncio.create_task(reconciler.run(), name="reconciler"),
              asyncio.create_task(source.run(), name="file-source")]
+    observer = None
+    if observe:
+        from rauta.observe.serving import open_out, proxy_pipeline, run_observer
+
+        pipe = proxy_pipeline(proxy, registry, open_out(observe_out), observe_window)
+        observer = asyncio.create_task(run_observer(proxy, pipe, stop), name="observer")
+        log.info("observer on (%s mode): anomalies as JSON lines to %s", observe,
+                 "stdout" if observe_out == "-" else observe_out)
     await stop.wait()
     log.info("stopping: draining in-flight requests (up to %.0fs)", grace)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if observer is not None:
+        await observer  # stop is set: it processes what is still queued, then returns
     await proxy.close(grace)
     await runner.cleanup()
     return 0

@@ -43,7 +43,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rauta.model.routing import Decision, RequestView
 from rauta.proxy import headers as hdr
@@ -98,7 +98,7 @@ class Exchange:
     __slots__ = ("down", "rt", "loop", "req", "decision", "view", "client_ip", "scheme", "key",
                  "up", "head", "pending", "ended", "sent_end", "tee", "timer", "head_timer",
                  "connect_task", "reused", "retried", "done", "started", "download_paused",
-                 "head_deadline")
+                 "head_deadline", "obs")
 
     def __init__(self, down: Downstream, rt: Runtime, req: RequestHead, decision: Decision,
                  view: RequestView, *, client_ip: str, scheme: str,
@@ -129,6 +129,7 @@ class Exchange:
         self.started = False  # a response head was handed to the Downstream
         self.download_paused = False
         self.head_deadline = 0.0  # loop time by which a response head must come (0: none)
+        self.obs: Any = None  # observer state (rauta.observe.proxyhook), None when off
 
     # ------------------------------------------------------------------ request side
 
@@ -162,6 +163,9 @@ class Exchange:
         self.up = conn
         self.reused = conn.reused
         conn.begin(self, self.head, head_only=self.req.method == "HEAD")
+        if self.rt.observer is not None:
+            self.obs = self.rt.observer.sent(self.decision, conn, self.req.method,
+                                             self.view.path, self.view.host, self.obs)
         pending, self.pending = self.pending, []
         for data in pending:
             self._send(data)
@@ -175,6 +179,8 @@ class Exchange:
     def _connect(self) -> None:
         backend = self.decision.backend
         self.down.pause_upload()  # body bytes wait here: read no more meanwhile
+        if self.rt.observer is not None:
+            self.obs = self.rt.observer.connecting()
         task = self.loop.create_task(self.rt.pool.connect(self.key, backend.name if backend else ""))
         self.connect_task = task
         task.add_done_callback(self._connected)
@@ -190,6 +196,8 @@ class Exchange:
             return
         self.down.resume_upload()
         if exc is not None:
+            if self.rt.observer is not None:
+                self.rt.observer.connect_failed(self.decision, self.key, exc, self.obs)
             self._error(504 if isinstance(exc, TimeoutError) else 502,
                         "upstream connect timeout" if isinstance(exc, TimeoutError)
                         else "upstream connect error")
@@ -254,6 +262,9 @@ class Exchange:
             framing = "stream"
         elif length is None and (framing == "length" or self.req.method == "HEAD"):
             length = hdr.content_length(headers)
+        if self.obs is not None:
+            self.rt.observer.head(self.obs, status)
+            self.obs = None
         self.started = True
         self.head_deadline = 0.0  # only the wait for the head was bounded
         self.down.start_response(status, reason, out, framing, length)

@@ -123,6 +123,15 @@ class Proxy:
         return self._rt.config
 
     @property
+    def observer(self) -> object | None:
+        """The observer's proxy hook (``rauta.observe.proxyhook.ProxyHook``), or None."""
+        return self._rt.observer
+
+    @observer.setter
+    def observer(self, hook: object | None) -> None:
+        self._rt.observer = hook
+
+    @property
     def ports(self) -> tuple[int, ...]:
         """The ports listening now on the proxy's own host (address ""), sorted."""
         return tuple(sorted(p for a, p in self._listeners if not a))

@@ -31,7 +31,7 @@ Rules (the defaults follow nginx where nginx has the same knob):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rauta.model.config import EMPTY, RouterConfig
 
@@ -72,6 +72,7 @@ class Runtime:
         self.underscores_in_headers = underscores_in_headers
         self.allow_trace = allow_trace
         self.trusted_hops = trusted_hops
+        self.observer: Any = None  # rauta.observe.proxyhook.ProxyHook when observing
         self.connections = 0  # client connections open now, over every listener
 
     @property

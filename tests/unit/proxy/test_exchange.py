@@ -113,6 +113,7 @@ class Rt:
     mirrors: FakeMirrors = field(default_factory=FakeMirrors)
     trusted_hops: int = 0
     response_head_timeout: float = 60.0
+    observer: object = None
 
 
 @dataclass

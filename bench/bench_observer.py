@@ -1,0 +1,349 @@
+"""Benchmark of the eBPF/XDP observer's capture half (bpf/observer.c + rauta.observe.kernel).
+
+Run as root: ``python bench/bench_observer.py [--out FILE] [--quick]``. Bounded (about a
+minute). Prints and writes JSON (default bench/results/observer.json):
+- startup: compile + load + attach on both veth ends, per transport (goal <= 3 s);
+- events: ~100k request/response pairs/s for 5 s from a paced raw-frame sender
+  (bench/xdp_flood.c, compiled here), consumed by ``poll_raw`` (ring: mmap batch reader;
+  perf: bcc perf buffer); records received, drops counted in the kernel (ring_drops) and
+  by bcc (perf_lost), in-kernel histogram counts against pairs sent and paired; also the
+  decode rate (records -> HttpEvent);
+- overhead: real TCP between the two namespaces, request/response ping-pong (round
+  trips/s) and bulk (MiB/s), with nothing attached, with the XDP hook only (generic, both
+  ends), and hook + a consumer thread; median of 5 interleaved runs each; the ratio to
+  "none".
+
+Rules: every load is bounded by a count or a duration; the netns pair is removed at the
+end, even on failure; needs root and bcc (scripts/setup-bpf.sh), else it says why and
+exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PP_PORT, BULK_PORT = 7101, 7102
+REQ = b"GET /bench/path HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: b\r\n\r\n"
+RESP = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+# ---- traffic roles (run inside a namespace with `ip netns exec`) ----
+
+def role_pp_server(host: str) -> None:
+    ls = socket.create_server((host, PP_PORT), backlog=8)
+    while True:
+        c, _ = ls.accept()
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while True:
+                d = c.recv(4096)
+                if not d:
+                    break
+                c.sendall(RESP)
+        finally:
+            c.close()
+
+
+def role_bulk_server(host: str) -> None:
+    ls = socket.create_server((host, BULK_PORT), backlog=8)
+    buf = bytearray(1 << 20)
+    while True:
+        c, _ = ls.accept()
+        n = 0
+        while True:
+            k = c.recv_into(buf)
+            if not k:
+                break
+            n += k
+        c.sendall(str(n).encode())
+        c.close()
+
+
+def role_pp_client(host: str, seconds: float) -> None:
+    s = socket.create_connection((host, PP_PORT))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    n = 0
+    t0 = time.monotonic()
+    end = t0 + seconds
+    while time.monotonic() < end:
+        for _ in range(100):
+            s.sendall(REQ)
+            s.recv(4096)
+        n += 100
+    print(json.dumps({"rt_per_s": n / (time.monotonic() - t0)}))
+
+
+def role_bulk_client(host: str, mib: int) -> None:
+    s = socket.create_connection((host, BULK_PORT))
+    chunk = b"\0" * (1 << 20)
+    t0 = time.monotonic()
+    for _ in range(mib):
+        s.sendall(chunk)
+    s.shutdown(socket.SHUT_WR)
+    s.recv(64)
+    print(json.dumps({"mib_per_s": mib / (time.monotonic() - t0)}))
+
+
+# ---- benchmark ----
+
+class ProgStats:
+    """Kernel run-time statistics of a BPF program while this object lives:
+    BPF_ENABLE_STATS (stats end when its fd is closed, so nothing global is left on),
+    read through BPF_OBJ_GET_INFO_BY_FD (struct bpf_prog_info: run_time_ns at 192,
+    run_cnt at 200)."""
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self._c = ctypes
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        attr = ctypes.create_string_buffer(struct.pack("<I", 0) + bytes(60))  # BPF_STATS_RUN_TIME
+        self.fd = self._libc.syscall(321, 32, attr, 64)  # BPF_ENABLE_STATS
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "BPF_ENABLE_STATS")
+
+    def read(self, prog_fd: int) -> tuple[str, int, int]:
+        c = self._c
+        info = c.create_string_buffer(256)
+        attr = c.create_string_buffer(struct.pack("<IIQ", prog_fd, 256, c.addressof(info)) + bytes(48))
+        if self._libc.syscall(321, 15, attr, 64) != 0:  # BPF_OBJ_GET_INFO_BY_FD
+            raise OSError(c.get_errno(), "BPF_OBJ_GET_INFO_BY_FD")
+        raw = info.raw
+        name = raw[64:80].split(b"\0")[0].decode()
+        run_ns, cnt = struct.unpack_from("<QQ", raw, 192)
+        return name, run_ns, cnt
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _ns_run(ns: str, *args: str, timeout: float = 60) -> dict:  # type: ignore[type-arg]
+    p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__, *args],
+                       capture_output=True, text=True, timeout=timeout)
+    if p.returncode:
+        raise RuntimeError(p.stderr)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def build_flood() -> str:
+    out = Path(tempfile.gettempdir()) / f"rauta-xdp-flood-{os.getpid()}"
+    subprocess.run(["cc", "-O2", "-o", str(out), str(REPO / "bench" / "xdp_flood.c")], check=True)
+    return str(out)
+
+
+def templates(net, d: Path) -> tuple[str, str, int, int]:  # type: ignore[no-untyped-def]
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    foreign = "02:00:5e:00:00:01"
+    req = Ether(src=net.client_mac, dst=foreign) / IP(src=net.client_v4, dst=net.server_v4) / TCP(
+        sport=1024, dport=8080, flags="PA") / Raw(REQ)
+    resp = Ether(src=net.server_mac, dst=foreign) / IP(src=net.server_v4, dst=net.client_v4) / TCP(
+        sport=8080, dport=1024, flags="PA") / Raw(RESP)
+    (d / "req").write_bytes(bytes(req))
+    (d / "resp").write_bytes(bytes(resp))
+    return str(d / "req"), str(d / "resp"), 34, 34
+
+
+def bench_events(transport: str, rate: int, seconds: float, flood: str) -> dict:  # type: ignore[type-arg]
+    from rauta.observe import decode
+    from rauta.observe.kernel import KernelObserver
+    from tests.e2e.xdpnet import VethPair
+
+    res: dict = {"transport": transport}  # type: ignore[type-arg]
+    with VethPair.create() as net, tempfile.TemporaryDirectory() as td:
+        t0 = time.monotonic()
+        obs = KernelObserver(transport=transport, ring_mib=32)  # type: ignore[arg-type]
+        obs.attach(net.server_if, net.server_ns)
+        obs.attach(net.client_if, net.client_ns)
+        res["startup_s"] = round(time.monotonic() - t0, 3)
+        stats = ProgStats()
+        try:
+            rq, rs, oq, op = templates(net, Path(td))
+            pairs = int(rate * seconds)
+            p = subprocess.Popen([flood, f"/run/netns/{net.client_ns}", net.client_if,
+                                  f"/run/netns/{net.server_ns}", net.server_if, rq, rs,
+                                  str(pairs), str(rate), str(oq), str(op)],
+                                 stdout=subprocess.PIPE, text=True)
+            got = 0
+            sample: list = []  # type: ignore[type-arg]
+            cpu0 = time.process_time()
+            deadline = time.monotonic() + seconds * 4 + 10
+            while p.poll() is None and time.monotonic() < deadline:
+                arrays, others = obs.poll_raw(10)
+                got += sum(len(a) for a in arrays) + sum(1 for o in others if o[:1] == b"\x01")
+                if len(sample) < 20 and arrays:
+                    sample.append(arrays[0])
+            if p.poll() is None:
+                p.kill()
+            out = (p.communicate(timeout=10)[0] or "").split()
+            end = time.monotonic() + 0.5
+            while time.monotonic() < end:
+                arrays, others = obs.poll_raw(10)
+                got += sum(len(a) for a in arrays) + sum(1 for o in others if o[:1] == b"\x01")
+            cpu = time.process_time() - cpu0
+            name, run_ns, run_cnt = stats.read(obs._prog.fd)
+            res["xdp_prog"] = name
+            res["xdp_ns_per_packet"] = round(run_ns / max(1, run_cnt), 1)
+            res["xdp_runs"] = run_cnt
+            c = obs.counters()
+            hist_total = sum(sum(v) for v in obs.histograms().values())
+            sent, elapsed = int(out[1]), float(out[2])
+            # got counts HTTP records only (connect records from elsewhere may arrive too)
+            res.update(pairs_sent=sent, send_seconds=round(elapsed, 3),
+                       offered_pairs_per_s=round(sent / elapsed), events_received=got,
+                       events_per_s=round(got / elapsed), requests=c["requests"],
+                       paired=c["paired"], ring_drops=c["ring_drops"], perf_lost=c["perf_lost"],
+                       unpaired=c["unpaired"], overwritten=c["overwritten"],
+                       histogram_total=hist_total, consumer_cpu_s=round(cpu, 2),
+                       sender_failed=int(out[4]))
+            res["lost_fraction"] = (c["ring_drops"] + c["perf_lost"]) / max(1, c["paired"])
+            res["histogram_equals_paired"] = hist_total == c["paired"]
+            res["received_plus_lost_equals_paired"] = got + c["ring_drops"] + c["perf_lost"] == c["paired"]
+            n = sum(len(a) for a in sample)
+            if n:
+                t = time.perf_counter()
+                for a in sample:
+                    decode.http_events(a)
+                res["decode_events_per_s"] = round(n / (time.perf_counter() - t))
+        finally:
+            stats.close()
+            obs.close()
+    return res
+
+
+def bench_overhead(runs: int, pp_s: float, bulk_mib: int) -> dict:  # type: ignore[type-arg]
+    from rauta.observe.kernel import KernelObserver
+    from tests.e2e.xdpnet import VethPair
+
+    out: dict = {}  # type: ignore[type-arg]
+    with VethPair.create() as net:
+        servers = [subprocess.Popen(["ip", "netns", "exec", net.server_ns, sys.executable, __file__,
+                                     "--role", r, net.server_v4], stdout=subprocess.DEVNULL)
+                   for r in ("pp-server", "bulk-server")]
+        obs = KernelObserver(transport="ring", ring_mib=32)
+        stats = ProgStats()
+        stop = threading.Event()
+        consumed = [0]
+
+        def consumer() -> None:
+            while not stop.is_set():
+                arrays, others = obs.poll_raw(10)
+                consumed[0] += sum(len(a) for a in arrays) + len(others)
+
+        try:
+            time.sleep(0.5)
+            figures: dict[str, dict[str, list[float]]] = {
+                k: {"pp": [], "bulk": []} for k in ("none", "hook", "hook+consumer")}
+            order = ["none", "hook", "hook+consumer"]
+            for r in range(runs):
+                for cfg in order[r % 3:] + order[: r % 3]:  # rotated: no config always first
+                    th = None
+                    if cfg != "none":
+                        obs.attach(net.server_if, net.server_ns)
+                        obs.attach(net.client_if, net.client_ns)
+                    if cfg == "hook+consumer":
+                        stop.clear()
+                        th = threading.Thread(target=consumer, daemon=True)
+                        th.start()
+                    try:
+                        figures[cfg]["pp"].append(_ns_run(net.client_ns, "--role", "pp-client",
+                                                          net.server_v4, str(pp_s))["rt_per_s"])
+                        figures[cfg]["bulk"].append(_ns_run(net.client_ns, "--role", "bulk-client",
+                                                            net.server_v4, str(bulk_mib))["mib_per_s"])
+                    finally:
+                        if th is not None:
+                            stop.set()
+                            th.join()
+                        obs.detach_all()
+                        obs.poll_raw(0)  # empty the ring between runs
+            for cfg, f in figures.items():
+                out[cfg] = {k: {"median": round(statistics.median(v), 1), "runs": [round(x, 1) for x in v]}
+                            for k, v in f.items()}
+            for cfg in ("hook", "hook+consumer"):
+                out[cfg]["pp_ratio"] = round(out[cfg]["pp"]["median"] / out["none"]["pp"]["median"], 3)
+                out[cfg]["bulk_ratio"] = round(out[cfg]["bulk"]["median"] / out["none"]["bulk"]["median"], 3)
+            _name, run_ns, run_cnt = stats.read(obs._prog.fd)
+            out["xdp_ns_per_packet"] = round(run_ns / max(1, run_cnt), 1)
+            out["xdp_runs"] = run_cnt
+            out["counters_after"] = obs.counters()
+            out["consumed"] = consumed[0]
+        finally:
+            stats.close()
+            obs.close()
+            for s in servers:
+                s.kill()
+                s.wait(10)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--role")
+    ap.add_argument("args", nargs="*")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "observer.json"))
+    ap.add_argument("--rate", type=int, default=100_000)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--quick", action="store_true", help="1 s of events, 3 overhead runs")
+    a = ap.parse_args()
+    if a.role:
+        fn = {"pp-server": role_pp_server, "bulk-server": role_bulk_server,
+              "pp-client": lambda h, s: role_pp_client(h, float(s)),
+              "bulk-client": lambda h, m: role_bulk_client(h, int(m))}[a.role]
+        fn(*a.args)
+        return 0
+    from rauta.observe.kernel import bpf_available
+
+    reason = bpf_available()
+    if reason:
+        print(f"bench_observer: skipped: {reason}")
+        return 0
+    if a.quick:
+        a.seconds, a.runs = 1.0, 3
+    flood = build_flood()
+    results: dict = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}  # type: ignore[type-arg]
+    try:
+        for tr in ("ring", "perf"):
+            r = bench_events(tr, a.rate, a.seconds, flood)
+            results[f"events_{tr}"] = r
+            print(json.dumps(r), flush=True)
+        results["overhead"] = bench_overhead(a.runs, 1.0, 1024)
+        print(json.dumps(results["overhead"]), flush=True)
+    finally:
+        os.unlink(flood)
+    results["startup_s"] = {tr: results[f"events_{tr}"]["startup_s"] for tr in ("ring", "perf")}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"startup (compile+load+attach): ring {results['startup_s']['ring']} s, perf {results['startup_s']['perf']} s")
+    for tr in ("ring", "perf"):
+        r = results[f"events_{tr}"]
+        print(f"{tr}: {r['events_per_s']} events/s received of {r['offered_pairs_per_s']} pairs/s offered; "
+              f"lost {r['ring_drops'] + r['perf_lost']}/{r['paired']}; histogram {r['histogram_total']} "
+              f"= paired {r['paired']} (sent {r['pairs_sent']})")
+    o = results["overhead"]
+    print(f"XDP program: {results['events_ring']['xdp_ns_per_packet']} ns/packet in the flood, "
+          f"{o['xdp_ns_per_packet']} ns/packet on real TCP traffic")
+    for cfg in ("hook", "hook+consumer"):
+        print(f"{cfg}: ping-pong ratio {o[cfg]['pp_ratio']}, bulk ratio {o[cfg]['bulk_ratio']}")
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

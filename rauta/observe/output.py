@@ -1,0 +1,152 @@
+"""Observer outputs: JSON lines for anomalies, Prometheus metrics for everything.
+
+Role: turns ``Anomaly`` values and attributed events into a JSON-lines stream and
+prometheus-client series. The names are the ones deploy/prometheus/rauta-alerts.yaml
+and its promtool tests use: ``rauta_observer_anomalies_total{type}``,
+``rauta_observer_connect_failures_total{reason}``,
+``rauta_observer_events_lost_total{transport}``, ``rauta_observer_kernel_latency_seconds``
+(histogram, ``route`` label) and ``rauta_observer_kernel_total{counter}``.
+
+Rules:
+- Labels are bounded: route × rule × status class at most; never a path, a client
+  address or anything a request chooses (unattributed traffic is route ``""``).
+- Kernel histograms and counters are read at scrape time by a custom collector from the
+  source's ``histograms()`` / ``counters()`` (no copying on the hot path).
+- One JSON object per line, keys in a fixed order, flushed per line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from rauta.observe.detect import Anomaly
+from rauta.observe.events import Event, HttpEvent, status_class
+
+ANOMALY_TYPES = ("slow_response", "error_spike", "connect_failure", "resolved")
+CONNECT_REASONS = ("refused", "timeout", "failed")
+
+
+def anomaly_json(a: Anomaly) -> str:
+    """One JSON line (no newline) for an anomaly; times in seconds on CLOCK_MONOTONIC."""
+    return json.dumps(
+        {
+            "type": a.type,
+            "condition": a.condition,
+            "route": a.route,
+            "rule": a.rule,
+            "backend": a.backend,
+            "service": a.service,
+            "pod": a.pod,
+            "endpoint": a.endpoint,
+            "observed": a.observed,
+            "baseline": a.baseline,
+            "window_start": a.window_start_ns / 1e9,
+            "window_end": a.window_end_ns / 1e9,
+            "ts": a.ts_ns / 1e9,
+        },
+        separators=(",", ":"),
+    )
+
+
+class JsonLines:
+    """Writes anomalies to a text stream (stdout or an opened file)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, anomalies: Iterable[Anomaly]) -> None:
+        for a in anomalies:
+            self.stream.write(anomaly_json(a) + "\n")
+            self.stream.flush()
+
+
+class KernelCollector(Collector):
+    """Scrape-time view of the kernel source's histograms and per-CPU counters.
+
+    ``histograms()`` maps (route_id, status_class) to bucket counts over ``bounds``
+    (upper bounds in seconds, the kernel's log buckets; one more count for +Inf).
+    """
+
+    def __init__(self, histograms: Callable[[], Mapping[tuple[int, int], Sequence[int]]],
+                 bounds: Sequence[float], counters: Callable[[], Mapping[str, int]],
+                 route_name: Callable[[int], str]) -> None:
+        self._hist, self._bounds, self._counters, self._name = (
+            histograms, tuple(bounds), counters, route_name)
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        h = HistogramMetricFamily("rauta_observer_kernel_latency_seconds",
+                                  "Request latency seen in the kernel, per route",
+                                  labels=["route"])
+        per_route: dict[str, list[int]] = {}
+        for (rid, _sc), counts in self._hist().items():
+            acc = per_route.setdefault(self._name(rid), [0] * (len(self._bounds) + 1))
+            for i, c in enumerate(counts[: len(acc)]):
+                acc[i] += c
+        for name in sorted(per_route):
+            counts = per_route[name]
+            cum, buckets = 0, []
+            for bound, c in zip((*map(str, self._bounds), "+Inf"), counts, strict=False):
+                cum += c
+                buckets.append((bound, cum))
+            h.add_metric([name], buckets, sum_value=None)
+        yield h
+        cf = CounterMetricFamily("rauta_observer_kernel", "The kernel program's counters",
+                                labels=["counter"])
+        for k, v in sorted(self._counters().items()):
+            cf.add_metric([k], v)
+        yield cf
+
+
+class Metrics:
+    """The observer's prometheus-client series in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.anomalies = Counter("rauta_observer_anomalies", "Anomaly events by type",
+                                 ["type"], registry=r)
+        self.connect_failures = Counter("rauta_observer_connect_failures",
+                                        "Failed upstream connects by reason", ["reason"],
+                                        registry=r)
+        self.lost = Counter("rauta_observer_events_lost", "Events lost by transport",
+                            ["transport"], registry=r)
+        self.events = Counter("rauta_observer_events", "Events processed by source",
+                              ["source"], registry=r)
+        self.http = Counter("rauta_observer_http_requests",
+                            "Observed HTTP exchanges per route, rule and status class",
+                            ["leg", "route", "rule", "status_class"], registry=r)
+        self.breakdown = Counter("rauta_observer_latency_breakdown_seconds",
+                                 "Summed latency components per route (backend, network, "
+                                 "proxy_lag)", ["route", "component"], registry=r)
+        for t in ANOMALY_TYPES:
+            self.anomalies.labels(t)
+        for reason in CONNECT_REASONS:
+            self.connect_failures.labels(reason)
+
+    def add_kernel(self, collector: KernelCollector) -> None:
+        self.registry.register(collector)
+
+    def record_anomalies(self, anomalies: Iterable[Anomaly]) -> None:
+        for a in anomalies:
+            self.anomalies.labels(a.type).inc()
+            if a.type == "connect_failure":
+                reason = a.condition if a.condition in CONNECT_REASONS else "failed"
+                self.connect_failures.labels(reason).inc()
+
+    def record_event(self, ev: Event) -> None:
+        if isinstance(ev, HttpEvent):
+            self.events.labels(ev.source).inc()
+            self.http.labels(ev.leg, ev.route, ev.rule, str(status_class(ev.status))).inc()
+        else:
+            self.events.labels("connect").inc()
+
+    def record_breakdown(self, route: str, parts: Mapping[str, float]) -> None:
+        for k, v in parts.items():
+            if v > 0:
+                self.breakdown.labels(route, k).inc(v)

@@ -1,0 +1,149 @@
+"""The observer pipeline: sources → attribution → detectors → outputs.
+
+Role: wires a kernel source (anything with the ``KernelSource`` shape, i.e.
+``rauta.observe.kernel.KernelObserver``) and/or the proxy hook's queue to the
+``Attributor``, the ``Detector`` and the outputs (JSON lines, Prometheus). ``mode`` is
+``proxy`` (proxy events only), ``xdp`` (kernel events only) or ``both`` (kernel events
+for latency/status, the proxy's join table for attribution, proxy connect failures too).
+
+Rules:
+- Off the proxy's hot path: ``run`` polls in a worker thread (``asyncio.to_thread``) for
+  the kernel and drains the hook's queue on the loop every ``interval_ms``.
+- Events are processed in ``end_ns`` order within a batch (the detector's clock).
+- Lost events are counted per transport: ``proxy`` (hook queue full) and whatever the
+  kernel's counters report under ``lost_*`` names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol
+
+from rauta.model.config import RouterConfig
+from rauta.observe.attribute import Attributor, JoinTable, RouteIds
+from rauta.observe.detect import Anomaly, Detector, DetectorSettings, breakdown
+from rauta.observe.events import ConnectEvent, Endpoint, Event, HttpEvent
+from rauta.observe.output import JsonLines, KernelCollector, Metrics
+from rauta.observe.proxyhook import ProxyHook
+
+Mode = Literal["proxy", "xdp", "both"]
+
+
+class KernelSource(Protocol):
+    """What the pipeline needs from ``rauta.observe.kernel.KernelObserver``."""
+
+    def watch(self, endpoints: Mapping[Endpoint, int]) -> None: ...
+    def set_flow_route(self, client: Endpoint, server: Endpoint, route_id: int) -> None: ...
+    def poll(self, timeout_ms: int) -> list[HttpEvent | ConnectEvent]: ...
+    def counters(self) -> dict[str, int]: ...
+    def histograms(self) -> dict[tuple[int, int], list[int]]: ...
+    def close(self) -> None: ...
+
+
+class Pipeline:
+    """One observer instance (see the module doc)."""
+
+    def __init__(self, mode: Mode, *, config: RouterConfig | None = None,
+                 kernel: KernelSource | None = None, json_out: JsonLines | None = None,
+                 metrics: Metrics | None = None, settings: DetectorSettings | None = None,
+                 bucket_bounds: Sequence[float] = (), pods: Mapping[str, str] | None = None,
+                 hook_maxlen: int = 65536) -> None:
+        if mode in ("xdp", "both") and kernel is None:
+            raise ValueError(f"mode {mode!r} needs a kernel source")
+        self.mode = mode
+        self.kernel = kernel
+        self.ids = RouteIds()
+        self.table = JoinTable()
+        self.attributor = Attributor(config or RouterConfig(), self.table, pods)
+        self.detector = Detector(settings)
+        self.json_out = json_out
+        self.metrics = metrics or Metrics()
+        self._lost_seen: dict[str, int] = {}
+        self.hook: ProxyHook | None = None
+        if mode in ("proxy", "both"):
+            self.hook = ProxyHook(
+                maxlen=hook_maxlen, table=self.table, ids=self.ids,
+                set_flow_route=kernel.set_flow_route if kernel is not None else None)
+        if kernel is not None:
+            self.metrics.add_kernel(KernelCollector(
+                kernel.histograms, bucket_bounds, kernel.counters,
+                lambda rid: self.ids.name(rid)[0]))
+        self.anomalies: list[Anomaly] = []  # the last batch's (for tests and the CLI)
+
+    def update_config(self, config: RouterConfig, pods: Mapping[str, str] | None = None) -> None:
+        """A new RouterConfig: re-index endpoints and (xdp) re-watch the backends."""
+        self.attributor.update(config, pods)
+        if self.kernel is not None:
+            eps: dict[Endpoint, int] = {}
+            for port in config.ports:
+                for lr in port.listeners:
+                    for rule in lr.rules:
+                        self.ids.id(rule.route, rule.rule_name or str(rule.rule_index))
+                        for b in rule.backends:
+                            for e in b.endpoints:
+                                eps.setdefault(Endpoint(e.address, e.port), 0)
+            self.kernel.watch(eps)
+
+    def process(self, events: Sequence[Event]) -> list[Anomaly]:
+        """Attribute, detect and output one batch; returns its anomalies."""
+        out: list[Anomaly] = []
+        m = self.metrics
+        for ev in sorted(events, key=lambda e: e.end_ns):
+            if isinstance(ev, HttpEvent):
+                if self.mode == "both" and ev.source == "proxy":
+                    continue  # in both mode the kernel's view of the exchange counts
+                ev = self.attributor.attribute(ev)
+                m.record_breakdown(ev.route, breakdown(ev))
+            elif not ev.service:
+                svc, pod = self.attributor.index.service(ev.server)
+                ev = ConnectEvent(ev.client, ev.server, ev.outcome, ev.start_ns, ev.end_ns,
+                                  service=svc, pod=ev.pod or pod)
+            m.record_event(ev)
+            out.extend(self.detector.observe(ev))
+        m.record_anomalies(out)
+        if self.json_out is not None:
+            self.json_out.write(out)
+        self._count_lost()
+        self.anomalies = out
+        return out
+
+    def _count_lost(self) -> None:
+        totals: dict[str, int] = {}
+        if self.hook is not None:
+            totals["proxy"] = self.hook.lost
+        if self.kernel is not None:
+            for k, v in self.kernel.counters().items():
+                if k.startswith("lost"):
+                    totals[k.removeprefix("lost").strip("_") or "ringbuf"] = v
+        for transport, total in totals.items():
+            seen = self._lost_seen.get(transport, 0)
+            if total > seen:
+                self.metrics.lost.labels(transport).inc(total - seen)
+                self._lost_seen[transport] = total
+
+    def step(self, timeout_ms: int = 0) -> list[Anomaly]:
+        """One synchronous round: poll the kernel, drain the hook, process."""
+        events: list[Event] = []
+        if self.kernel is not None and self.mode in ("xdp", "both"):
+            events.extend(self.kernel.poll(timeout_ms))
+        if self.hook is not None:
+            events.extend(self.hook.drain())
+        return self.process(events)
+
+    async def run(self, stop: asyncio.Event, interval_ms: int = 5) -> None:
+        """Poll until ``stop`` is set: the kernel in a worker thread, the hook on the loop."""
+        while not stop.is_set():
+            events: list[Event] = []
+            if self.kernel is not None and self.mode in ("xdp", "both"):
+                events.extend(await asyncio.to_thread(self.kernel.poll, interval_ms))
+            else:
+                try:
+                    await asyncio.wait_for(stop.wait(), interval_ms / 1000)
+                except TimeoutError:
+                    pass
+            if self.hook is not None:
+                events.extend(self.hook.drain())
+            if events:
+                self.process(events)
+        self.process(self.hook.drain() if self.hook is not None else [])
