@@ -158,8 +158,9 @@ def load_objects(paths: Iterable[str | Path], *, strict: bool = False,
             warn(skipped)
         for doc in filter(supported, docs):
             obj, warnings = check_document(path, doc, strict=strict)
-            for line in warnings if warn else ():
-                warn(line)
+            if warn is not None:
+                for line in warnings:
+                    warn(line)
             objects.append((path, obj))
     return objects
 

@@ -46,6 +46,13 @@ class StartupError(Exception):
     """rauta cannot start (a taken admin port, an unusable directory); one line."""
 
 
+def _report_crash(task: asyncio.Task[Any]) -> None:
+    """A background task that ended with an error: say so (config no longer follows)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped: %s; restart rauta to follow config changes again",
+                  task.get_name(), task.exception())
+
+
 def files_status(source: FileSource) -> dict[str, Any]:
     """The ``/status`` entry of the file source: rejected reloads and invalid files."""
     return {"kind": "rauta/ConfigFiles", "namespace": "", "name": "files",
@@ -90,6 +97,8 @@ async def serve(paths: list[str], *, admin: str = "127.0.0.1:9901", host: str = 
 
     tasks = [asyncio.create_task(reconciler.run(), name="reconciler"),
              asyncio.create_task(source.run(), name="file-source")]
+    for task in tasks:
+        task.add_done_callback(_report_crash)
     observer = None
     if observe:
         from rauta.observe.serving import open_out, proxy_pipeline, run_observer

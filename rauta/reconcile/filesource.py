@@ -163,7 +163,7 @@ class FileSource:
         except LoadError as exc:
             self._reject(path, str(exc))
             return None
-        if (not docs and self.last_good.get(path) and age is not None
+        if (not docs and self.last_good.get(path) and st is not None and age is not None
                 and -1.0 < age < self.empty_hold):
             if path not in self.pending:
                 log.info("%s is empty; its objects stay until it has been empty for %.1fs "
