@@ -18,18 +18,31 @@ Rules:
   series + sum + count). The fine-grained latency histogram (``PORT_BUCKETS``) is per
   listener port, ``rauta_port_request_duration_seconds``. No ``_created`` series
   (``disable_created_metrics``: they double every counter for a timestamp nobody graphs).
-- The hot path costs two dictionary look-ups and three child updates: labelled children
-  are cached per label tuple (dropped when the rule names change).
+- The per-request series (``rauta_requests_total`` and both duration histograms) are
+  plain local counters, folded into prometheus-client families only when the registry is
+  scraped (``_RequestCollector``, a custom Collector): the hot path is one dictionary
+  look-up, one increment and two bucket increments, with no lock and no prometheus-client
+  call. The exported names, types, labels, buckets, series order and values are exactly
+  those the prometheus-client ``Counter``/``Histogram`` gave (a test compares the two).
+  The cells of a label tuple are cached per (port, route, rule index, backend, code
+  class), and the cache is dropped when the rule names change; the series stay.
+- Everything else (connections, connect errors, gauges, config applies, mirrors) is
+  rare and stays a prometheus-client metric.
 - ``rauta_build_info{version, python}`` is 1: which rauta a Prometheus is scraping.
 """
 
 from __future__ import annotations
 
 import platform
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 from importlib import metadata
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 prometheus_client.disable_created_metrics()
 
@@ -53,24 +66,94 @@ def code_class(status: int) -> str:
     return _CLASSES.get(status // 100, "5xx")
 
 
+_REQUESTS = ("rauta_requests", "HTTP requests answered by the proxy",
+             ("port", "route", "rule", "backend", "code"))
+_DURATION = ("rauta_request_duration_seconds",
+             "Time from a request's headers to the end of its response, per route "
+             "(coarse buckets; rauta_port_request_duration_seconds has fine ones)",
+             ("port", "route"))
+_PORT_DURATION = ("rauta_port_request_duration_seconds",
+                  "Time from a request's headers to the end of its response, per listener port",
+                  ("port", "code"))
+
+# One histogram's cell: a count per bucket of ``bounds`` (the last one +Inf), then the sum.
+Cell = list[float]
+
+
+class _HistogramCells:
+    """The plain counters of one labelled histogram, exported as prometheus-client does."""
+
+    def __init__(self, name: str, doc: str, labels: tuple[str, ...],
+                 bounds: tuple[float, ...]) -> None:
+        self.name, self.doc, self.labels = name, doc, labels
+        self.bounds = bounds  # finite upper bounds; a value above all goes to +Inf
+        self.les = [*(floatToGoString(b) for b in bounds), "+Inf"]  # type: ignore[no-untyped-call]
+        self.cells: dict[tuple[str, ...], Cell] = {}
+
+    def cell(self, key: tuple[str, ...]) -> Cell:
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = [0.0] * (len(self.bounds) + 2)
+            self.cells[key] = cell
+        return cell
+
+    def family(self) -> HistogramMetricFamily:
+        fam = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
+        for key, cell in list(self.cells.items()):  # a snapshot: the loop may add series
+            acc = 0.0
+            buckets: list[tuple[str, float]] = []
+            for le, n in zip(self.les, cell[:-1], strict=True):
+                acc += n
+                buckets.append((le, acc))
+            fam.add_metric(key, buckets, cell[-1])
+        return fam
+
+
+class _RequestCollector(Collector):
+    """``rauta_requests_total`` and the two request-duration histograms, from plain cells."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, ...], list[float]] = {}
+        self.duration = _HistogramCells(*_DURATION, ROUTE_BUCKETS)
+        self.port_duration = _HistogramCells(*_PORT_DURATION, PORT_BUCKETS)
+
+    def count_cell(self, key: tuple[str, ...]) -> list[float]:
+        cell = self.requests.get(key)
+        if cell is None:
+            cell = [0.0]
+            self.requests[key] = cell
+        return cell
+
+    def _families(self, samples: bool) -> Iterator[Metric]:
+        name, doc, labels = _REQUESTS
+        fam = CounterMetricFamily(name, doc, labels=labels)
+        if samples:
+            for key, cell in list(self.requests.items()):
+                fam.add_metric(key, cell[0])
+        yield fam
+        if samples:
+            yield self.duration.family()
+            yield self.port_duration.family()
+        else:
+            for h in (self.duration, self.port_duration):
+                yield HistogramMetricFamily(h.name, h.doc, labels=h.labels)
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families(True))
+
+    def describe(self) -> Iterable[Metric]:
+        """The family names, so the registry refuses a second collector of them."""
+        return list(self._families(False))
+
+
 class ProxyMetrics:
     """All data-plane metrics, bound to one registry."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "rauta_requests", "HTTP requests answered by the proxy",
-            ["port", "route", "rule", "backend", "code"], registry=r)
-        self.duration = Histogram(
-            "rauta_request_duration_seconds",
-            "Time from a request's headers to the end of its response, per route "
-            "(coarse buckets; rauta_port_request_duration_seconds has fine ones)",
-            ["port", "route"], buckets=ROUTE_BUCKETS, registry=r)
-        self.port_duration = Histogram(
-            "rauta_port_request_duration_seconds",
-            "Time from a request's headers to the end of its response, per listener port",
-            ["port", "code"], buckets=PORT_BUCKETS, registry=r)
+        self.request_cells = _RequestCollector()
+        r.register(self.request_cells)  # first, where the three metrics always were
         self.connect_errors = Counter(
             "rauta_upstream_connect_errors",
             "Failed connection attempts to backend endpoints", ["backend"], registry=r)
@@ -92,37 +175,45 @@ class ProxyMetrics:
             ["version", "python"], registry=r)
         self.build_info.labels(version(), platform.python_version()).set(1)
         self._rule_names: dict[tuple[str, int], str] = {}
-        self._req_children: dict[tuple[int, str, int, str, int],
-                                 tuple[Counter, Histogram, Histogram]] = {}
+        self._req_cells: dict[tuple[int, str, int, str, int],
+                              tuple[list[float], Cell, Cell]] = {}
         self._backend_children: dict[tuple[str, str], Counter] = {}
         self._active_children: dict[int, Gauge] = {}
 
     def observe_request(self, port: int, route: str, rule: int, backend: str, status: int,
                         seconds: float) -> None:
         """Count one answered request and record its duration."""
-        cls = status // 100
-        key = (port, route, rule, backend, cls)
-        children = self._req_children.get(key)
-        if children is None:
-            code = code_class(status)
-            rule_label = (self._rule_names.get((route, rule)) or str(rule)) if rule >= 0 else ""
-            children = (
-                self.requests.labels(str(port), route, rule_label, backend, code),
-                self.duration.labels(str(port), route),
-                self.port_duration.labels(str(port), code),
-            )
-            if len(self._req_children) > 10_000:
-                self._req_children.clear()
-            self._req_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
-        children[2].observe(seconds)
+        key = (port, route, rule, backend, status // 100)
+        cells = self._req_cells.get(key)
+        if cells is None:
+            cells = self._cells(key, status)
+        cells[0][0] += 1.0
+        route_cell = cells[1]
+        route_cell[bisect_left(ROUTE_BUCKETS, seconds)] += 1
+        route_cell[-1] += seconds
+        port_cell = cells[2]
+        port_cell[bisect_left(PORT_BUCKETS, seconds)] += 1
+        port_cell[-1] += seconds
+
+    def _cells(self, key: tuple[int, str, int, str, int],
+               status: int) -> tuple[list[float], Cell, Cell]:
+        port, route, rule, backend, _ = key
+        code = code_class(status)
+        rule_label = (self._rule_names.get((route, rule)) or str(rule)) if rule >= 0 else ""
+        rc = self.request_cells
+        cells = (rc.count_cell((str(port), route, rule_label, backend, code)),
+                 rc.duration.cell((str(port), route)),
+                 rc.port_duration.cell((str(port), code)))
+        if len(self._req_cells) > 10_000:
+            self._req_cells.clear()
+        self._req_cells[key] = cells
+        return cells
 
     def set_rule_names(self, names: dict[tuple[str, int], str]) -> None:
         """The ``name`` of each named rule, by (route, rule index), of the applied config."""
         if names != self._rule_names:
             self._rule_names = names
-            self._req_children.clear()
+            self._req_cells.clear()
 
     def connect_error(self, backend: str) -> None:
         self._backend(self.connect_errors, "err", backend).inc()
