@@ -9,13 +9,14 @@ path". ``--compare-with DIR`` runs the same loop on another checkout (``git work
 DIR COMMIT``) in alternating child processes and reports the ratio of the medians.
 ``--routes 1,5000`` runs it with 1 and with 5,000 routes on the listener (distinct
 hostnames; the request matches the last one, the worst case of a linear scan), in
-alternating children, and reports the ratio (goal: within 10 %).
+alternating children, and reports the ratio (goal: within 10 %). ``--timeout-ms MS`` gives
+the route a request timeout (``timeouts.request``), so each request arms and cancels one.
 
 Rules: in-process and bounded (``--requests`` per round, ``--rounds`` rounds); the
 child imports ``rauta`` from ``PYTHONPATH`` only, so each side measures its own code.
 
 Usage: ``.venv/bin/python bench/bench_hotpath.py [--requests 50000] [--rounds 5]
-[--compare-with /tmp/rauta-base] [--routes 1,5000]``.
+[--compare-with /tmp/rauta-base] [--routes 1,5000] [--timeout-ms 30000]``.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class FakeTransport(asyncio.Transport):
         return 0
 
 
-async def child(requests: int, routes: int = 1) -> float:
+async def child(requests: int, routes: int = 1, timeout_ms: int = 0) -> float:
     from prometheus_client import CollectorRegistry
 
     from rauta.model.config import (
@@ -91,6 +92,7 @@ async def child(requests: int, routes: int = 1) -> float:
         PortConfig,
         RouterConfig,
         Rule,
+        Timeouts,
     )
     from rauta.proxy import Proxy
     from rauta.proxy.server import ClientConnection
@@ -100,12 +102,13 @@ async def child(requests: int, routes: int = 1) -> float:
     eps = (Endpoint(address="127.0.0.1", port=9),)
     backends = (Backend(name="bench/svc:80", weight=1, endpoints=eps),)
     match = Match(path=PathMatch(type="PathPrefix", value="/api"))
+    timeouts = Timeouts(request_ms=timeout_ms or None)
     rules = [Rule(route=f"bench/r{i}", rule_index=0, match_index=0,
                   hostname=f"h{i}.example.com", match=match, backends=backends)
              for i in range(routes - 1)]
     rules.append(Rule(route="bench/r", rule_index=0, match_index=0,
                       hostname="shop.example.com" if routes > 1 else "", match=match,
-                      backends=backends))
+                      backends=backends, timeouts=timeouts))
     port = 18999
     cfg = RouterConfig(ports=(PortConfig(port=port, protocol="HTTP", listeners=(
         ListenerRoutes(gateway="bench/gw", listener="http", hostname="",
@@ -143,10 +146,11 @@ async def child(requests: int, routes: int = 1) -> float:
     return used / requests * 1e6
 
 
-def run_child(checkout: Path, requests: int, routes: int = 1) -> float:
+def run_child(checkout: Path, requests: int, routes: int = 1, timeout_ms: int = 0) -> float:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child",
-                          "--requests", str(requests), "--routes", str(routes)],
+                          "--requests", str(requests), "--routes", str(routes),
+                          "--timeout-ms", str(timeout_ms)],
                          env=env, cwd="/", check=True,
                          capture_output=True, text=True, timeout=600).stdout
     return float(out.strip().splitlines()[-1])
@@ -159,10 +163,12 @@ def main() -> None:
     ap.add_argument("--compare-with", type=Path, default=None)
     ap.add_argument("--routes", default="1",
                     help="route counts, comma-separated (e.g. 1,5000: ratio of the two)")
+    ap.add_argument("--timeout-ms", type=int, default=0,
+                    help="a request timeout on the matched route (0: none)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(f"{asyncio.run(child(args.requests, int(args.routes))):.3f}")
+        print(f"{asyncio.run(child(args.requests, int(args.routes), args.timeout_ms)):.3f}")
         return
     counts = [int(n) for n in args.routes.split(",")]
     if len(counts) > 1:
@@ -171,7 +177,7 @@ def main() -> None:
         per: dict[int, list[float]] = {n: [] for n in counts}
         for _ in range(max(1, args.rounds)):
             for n in counts:
-                per[n].append(run_child(ROOT, args.requests, n))
+                per[n].append(run_child(ROOT, args.requests, n, args.timeout_ms))
         print(f"per-request Python path by route count, {args.requests} requests x "
               f"{args.rounds} rounds (CPU us per request)")
         for n, values in per.items():
@@ -188,9 +194,10 @@ def main() -> None:
     runs: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(max(1, args.rounds)):
         for name, checkout in sides.items():
-            runs[name].append(run_child(checkout, args.requests, counts[0]))
+            runs[name].append(run_child(checkout, args.requests, counts[0], args.timeout_ms))
     print(f"per-request Python path, {args.requests} requests x {args.rounds} rounds "
-          "(CPU us per request, in-memory transports)")
+          "(CPU us per request, in-memory transports"
+          + (f", route timeout {args.timeout_ms} ms)" if args.timeout_ms else ")"))
     for name, values in runs.items():
         print(f"  {name:<28} median {statistics.median(values):7.2f}   rounds "
               f"{[round(v, 1) for v in values]}")

@@ -33,6 +33,8 @@ Rules:
   response head arrives within ``response_head_timeout`` of the request body's end (an
   upload may take as long as it likes). Before the response head: 504. After: the
   client connection is dropped. A connect timeout is a 504, any other connect error 502.
+  A route timeout is a deadline on the loop's coarse wheel (``timers.at``, 10 ms
+  slots), never a timer handle per request.
 - A request on a reused keep-alive connection that fails before any response byte is
   retried once on a new connection when it had no body and its method is idempotent
   (RFC 9110 §9.2.2).
@@ -47,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rauta.model.routing import Decision, RequestView
 from rauta.proxy import headers as hdr
+from rauta.proxy import timers
 from rauta.proxy.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
@@ -120,7 +123,7 @@ class Exchange:
         self.ended = False  # the client's request body is complete
         self.sent_end = False  # ... and all of it went upstream
         self.tee: MirrorTee | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: timers.Deadline | None = None
         self.head_timer = False  # the timer bounds only the wait for the response head
         self.connect_task: asyncio.Task[UpstreamConnection] | None = None
         self.reused = False
@@ -147,10 +150,12 @@ class Exchange:
                                         req.has_body)
         self.head = hdr.request_head(req.method, d.upstream_path, headers + framing)
         t = d.timeouts
-        if t is not None and (t.request_ms or t.backend_request_ms):
-            ms = min(x for x in (t.request_ms, t.backend_request_ms) if x)
-            delay = ms / 1000.0 - (self.loop.time() - req.t0)
-            self.timer = self.loop.call_later(max(0.0, delay), self._timeout)
+        ms = t.request_ms if t is not None else None
+        if t is not None and t.backend_request_ms and (not ms or t.backend_request_ms < ms):
+            ms = t.backend_request_ms
+        if ms:
+            # Counted from the headers (t0): a deadline on the coarse wheel, no handle.
+            self.timer = timers.at(self.loop, req.t0 + ms / 1000.0, self._timeout)
         else:
             self.head_timer = True  # armed when the request body ends (request_end)
         conn = rt.pool.acquire(self.key)
