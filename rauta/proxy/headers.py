@@ -40,6 +40,9 @@ Rules:
 - Response headers (``response_headers``): the backend's headers without hop-by-hop
   headers, the names its ``Connection`` lists, ``Content-Length`` and
   ``Transfer-Encoding``.
+- Per-request work is cached where the input repeats: what a ``Connection`` value lists
+  (bounded LRU, keyed by the value and the names it may never remove) and whether a
+  reason phrase is clean; a cached answer is the one the plain computation gives.
 - ``Host`` (``parse_host``): a name of letters, digits, ``-``, ``_``, ``.`` (non-empty
   labels, one trailing dot allowed, at most 255 characters; an IPv4 address is such a
   name) or a bracketed IPv6 literal, then optionally ``:`` and 0-5 digits (value at most
@@ -133,9 +136,16 @@ def has_token(headers: Iterable[tuple[str, str]], name: str, token: str) -> bool
     return any(t.strip().lower() == token for v in get_all(headers, name) for t in v.split(","))
 
 
+@functools.lru_cache(maxsize=1024)
+def _listed_names(listed: str, never: frozenset[str]) -> frozenset[str]:
+    """The lower-cased names a ``Connection`` value lists, minus ``never`` (cached: nearly
+    every message says just ``keep-alive`` or ``close``)."""
+    return frozenset(t.strip().lower() for t in listed.split(",")) - never
+
+
 def _drop_listed(headers: Headers, listed: str, never: frozenset[str]) -> Headers:
     """``headers`` without the names a ``Connection`` value lists (except ``never``)."""
-    tokens = {t.strip().lower() for t in listed.split(",")} - never
+    tokens = _listed_names(listed, never)
     if not tokens:
         return headers
     return [h for h in headers if h[0].lower() not in tokens]
@@ -440,13 +450,20 @@ def _enc(text: str) -> bytes:
 
 
 def _head(first: str, headers: Iterable[tuple[str, str]]) -> bytes:
-    headers = list(headers)
+    if not isinstance(headers, (list, tuple)):
+        headers = list(headers)  # iterated twice when a value is outside latin-1
     try:
-        return "".join([first, "\r\n", *[f"{n}: {v}\r\n" for n, v in headers],
-                        "\r\n"]).encode("latin-1")
+        return (first + "\r\n" + "".join([f"{n}: {v}\r\n" for n, v in headers])
+                + "\r\n").encode("latin-1")
     except UnicodeEncodeError:  # rare: a configured value outside latin-1
         return b"".join([_enc(first + "\r\n"), *[_enc(f"{n}: {v}\r\n") for n, v in headers],
                          b"\r\n"])
+
+
+@functools.lru_cache(maxsize=256)
+def _clean_reason(reason: str) -> bool:
+    """Is ``reason`` non-empty and free of CR, LF and NUL? (cached: backends reuse a few)"""
+    return bool(reason) and _clean(reason)
 
 
 def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
@@ -457,7 +474,7 @@ def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -
 def response_head(status: int, reason: str, headers: Iterable[tuple[str, str]],
                   version: str = "1.1") -> bytes:
     """``HTTP/x.y status reason`` plus headers, as bytes."""
-    reason = reason if reason and _clean(reason) else reason_phrase(status)
+    reason = reason if _clean_reason(reason) else reason_phrase(status)
     return _head(f"HTTP/{version} {status} {reason}", headers)
 
 
