@@ -412,5 +412,7 @@ def setup_logging(verbose: bool = False) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+main.add_command(__import__("rauta.observe.command", fromlist=["observe_cmd"]).observe_cmd)
+
 if __name__ == "__main__":
     main()

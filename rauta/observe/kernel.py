@@ -30,7 +30,7 @@ from typing import Any, Literal
 from rauta.observe import decode
 from rauta.observe.events import ConnectEvent, Endpoint, HttpEvent
 from rauta.observe.ringbuf import RingReader, open_ring
-from rauta.observe.xdplink import attach_xdp
+from rauta.observe.xdplink import attach_xdp, veth_peer
 
 SOURCE = Path(__file__).resolve().parents[2] / "bpf" / "observer.c"
 
@@ -130,6 +130,25 @@ class KernelObserver:
         """Attach the XDP program to ``iface`` (in ``netns``: a name or a path)."""
         fd = attach_xdp(self._prog.fd, iface, netns, self.xdp_mode)
         self._links.append((iface, netns, fd))
+
+    def attach_ends(self, ifaces: Iterable[str], netns: str | None = None,
+                    peers: bool = True) -> list[tuple[str, str | None]]:
+        """Attach to each of ``ifaces`` (in ``netns``) and, with ``peers``, to its veth
+        peer where ``xdplink.veth_peer`` finds it; returns the (iface, netns) attached,
+        each once. XDP sees only what arrives on an end, so a request/response pair needs
+        both ends of the veth it crosses."""
+        ends: list[tuple[str, str | None]] = []
+        for iface in ifaces:
+            ends.append((iface, netns))
+            peer = veth_peer(iface, netns) if peers else None
+            if peer is not None:
+                ends.append(peer)
+        done: list[tuple[str, str | None]] = []
+        for end in ends:
+            if end not in done and end not in [(i, n) for i, n, _ in self._links]:
+                self.attach(*end)
+                done.append(end)
+        return done
 
     def detach_all(self) -> None:
         for _iface, _ns, fd in self._links:

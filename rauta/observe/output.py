@@ -12,7 +12,9 @@ Rules:
   address or anything a request chooses (unattributed traffic is route ``""``).
 - Kernel histograms and counters are read at scrape time by a custom collector from the
   source's ``histograms()`` / ``counters()`` (no copying on the hot path).
-- One JSON object per line, keys in a fixed order, flushed per line.
+- One JSON object per line, keys in a fixed order, flushed per line. Anomalies
+  (``anomaly_json``) and, for ``rauta observe``, the captured events themselves
+  (``event_json``: ``type`` ``http`` or ``connect``) share the stream.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from rauta.observe.detect import Anomaly
-from rauta.observe.events import Event, HttpEvent, status_class
+from rauta.observe.events import ConnectEvent, Event, HttpEvent, status_class
 
 ANOMALY_TYPES = ("slow_response", "error_spike", "connect_failure", "resolved")
 CONNECT_REASONS = ("refused", "timeout", "failed")
@@ -54,6 +56,37 @@ def anomaly_json(a: Anomaly) -> str:
     )
 
 
+def event_json(ev: Event) -> str:
+    """One JSON line (no newline) for a captured event; times in seconds on CLOCK_MONOTONIC.
+
+    ``http``: one request paired with its response's status line (``latency`` is from the
+    request's first packet to the status line, at the points the source saw them).
+    ``connect``: a TCP connect to a watched endpoint (``outcome`` established, refused,
+    timeout or failed; ``duration`` from SYN to that outcome).
+    """
+    if isinstance(ev, ConnectEvent):
+        d: dict[str, object] = {
+            "type": "connect", "outcome": ev.outcome,
+            "client_ip": ev.client.ip, "client_port": ev.client.port,
+            "server_ip": ev.server.ip, "server_port": ev.server.port,
+            "duration": ev.duration_ns / 1e9, "start": ev.start_ns / 1e9,
+            "end": ev.end_ns / 1e9, "service": ev.service, "pod": ev.pod,
+        }
+    else:
+        d = {
+            "type": "http", "source": ev.source, "leg": ev.leg,
+            "method": ev.method, "path": ev.path, "path_hash": ev.path_hash,
+            "path_truncated": ev.path_truncated, "host": ev.host, "status": ev.status,
+            "client_ip": ev.client.ip, "client_port": ev.client.port,
+            "server_ip": ev.server.ip, "server_port": ev.server.port,
+            "latency": ev.latency_ns / 1e9, "start": ev.start_ns / 1e9,
+            "end": ev.end_ns / 1e9, "tcp_seq": ev.tcp_seq,
+            "route": ev.route, "rule": ev.rule, "backend": ev.backend,
+            "service": ev.service, "pod": ev.pod,
+        }
+    return json.dumps(d, separators=(",", ":"))
+
+
 class JsonLines:
     """Writes anomalies to a text stream (stdout or an opened file)."""
 
@@ -63,6 +96,12 @@ class JsonLines:
     def write(self, anomalies: Iterable[Anomaly]) -> None:
         for a in anomalies:
             self.stream.write(anomaly_json(a) + "\n")
+            self.stream.flush()
+
+    def write_events(self, events: Iterable[Event]) -> None:
+        lines = [event_json(e) + "\n" for e in events]
+        if lines:
+            self.stream.write("".join(lines))
             self.stream.flush()
 
 
