@@ -116,19 +116,34 @@ def proxy_options(f):  # type: ignore[no-untyped-def]
     return f
 
 
+def _store_observe(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    """Keep ``--observe-iface``/``--observe-netns`` for ``observe_settings`` (ctx.meta)."""
+    ctx.meta[f"rauta.{param.name}"] = value
+    return value
+
+
 def observe_options(f):  # type: ignore[no-untyped-def]
     """The observer's options, shared by ``serve`` and ``controller``."""
     opts = [
-        click.option("--observe", type=click.Choice(["proxy"]), default=None,
+        click.option("--observe", type=click.Choice(["proxy", "xdp", "both"]), default=None,
                      help="Observe traffic: per-route baselines and anomaly events "
-                          "(slow_response, error_spike, connect_failure, resolved) from the "
-                          "proxy's own upstream exchanges. The eBPF modes (xdp, both) are "
-                          "not wired in yet."),
+                          "(slow_response, error_spike, connect_failure, resolved). proxy: "
+                          "from the proxy's own upstream exchanges; xdp: from the kernel "
+                          "(eBPF XDP on --observe-iface and connect tracepoints; root); "
+                          "both: kernel events joined with the proxy's routing decisions."),
         click.option("--observe-out", default="-", show_default=True, metavar="PATH",
                      help="Where the observer writes its JSON lines ('-' is stdout)."),
         click.option("--observe-window", default=10.0, show_default=True,
                      type=click.FloatRange(0.1, 3600),
                      help="The observer's window in seconds."),
+        click.option("--observe-iface", multiple=True, metavar="IF", expose_value=False,
+                     callback=_store_observe,
+                     help="xdp/both: interface toward the backends to attach XDP to "
+                          "(repeatable); the other end of a veth is attached too."),
+        click.option("--observe-netns", default=None, metavar="NS", expose_value=False,
+                     callback=_store_observe,
+                     help="xdp/both: network namespace of the --observe-iface interfaces "
+                          "(a name or a /proc/PID/ns/net path)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -137,13 +152,26 @@ def observe_options(f):  # type: ignore[no-untyped-def]
 
 def observe_settings(observe: str | None, observe_out: str,
                      observe_window: float) -> dict[str, object]:
-    """The observer's keyword arguments; an unwritable ``--observe-out`` is a usage error."""
+    """The observer's keyword arguments; an unwritable ``--observe-out`` is a usage error.
+
+    For xdp/both the kernel options go to ``rauta.observe.serving.configure``; a mode
+    that cannot run here (no interface, BPF unavailable) is one line and exit 2 or 3."""
     if observe and observe_out != "-":
         try:
             open(observe_out, "a").close()
         except OSError as exc:
             raise click.BadParameter(f"cannot write {observe_out}: {exc.strerror}",
                                      param_hint="--observe-out") from None
+    if observe:
+        from rauta.observe import serving
+
+        meta = click.get_current_context().meta
+        kernel = serving.KernelOptions(ifaces=tuple(meta.get("rauta.observe_iface") or ()),
+                                       netns=meta.get("rauta.observe_netns"))
+        reason = serving.check(observe, kernel)
+        if reason:
+            fail(reason, 3 if "BPF unavailable" in reason else 2)
+        serving.configure(observe, kernel)
     return {"observe": observe, "observe_out": observe_out, "observe_window": observe_window}
 
 

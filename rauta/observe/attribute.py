@@ -11,7 +11,8 @@ Rules:
 - Upstream events join the proxy's ``FlowRecord`` on the 4-tuple; with keep-alive the
   record used is the one whose ``start_ns`` is the latest ≤ the event's ``start_ns``.
 - Without a record, the server endpoint maps to its Service through the config's
-  backends (``EndpointIndex``); ``pods`` optionally maps "ip:port" to a Pod name.
+  backends (``EndpointIndex``), and to its route, rule and backend when only one rule
+  sends to it; ``pods`` optionally maps "ip:port" to a Pod name.
 - Downstream events (server = a listener) are attributed with ``rauta.model.routing.route``,
   the same function the proxy routes with, from listener port, Host, path and method.
 """
@@ -109,10 +110,15 @@ class JoinTable:
 
 
 class EndpointIndex:
-    """Endpoint "ip:port" → (Service, Pod) from a RouterConfig's backends."""
+    """Endpoint "ip:port" → (Service, Pod), and its owners, from a RouterConfig's backends.
+
+    ``owner`` is the (route, rule, backend) that sends to the endpoint when exactly one
+    does; when several do it is ("", "", backend) if they share one backend, else empty.
+    """
 
     def __init__(self, config: RouterConfig, pods: Mapping[str, str] | None = None) -> None:
         self._svc: dict[tuple[str, int], str] = {}
+        self._owners: dict[tuple[str, int], set[tuple[str, str, str]]] = {}
         self._pods = dict(pods or {})
         for port in config.ports:
             for lr in port.listeners:
@@ -121,10 +127,19 @@ class EndpointIndex:
                         svc = b.name.rpartition(":")[0] or b.name
                         for e in b.endpoints:
                             self._svc.setdefault((e.address, e.port), svc)
+                            self._owners.setdefault((e.address, e.port), set()).add(
+                                (rule.route, rule_name(rule), b.name))
         self.listeners = frozenset((p.address, p.port) for p in config.ports)
 
     def service(self, ep: Endpoint) -> tuple[str, str]:
         return (self._svc.get((ep.ip, ep.port), ""), self._pods.get(f"{ep.ip}:{ep.port}", ""))
+
+    def owner(self, ep: Endpoint) -> tuple[str, str, str]:
+        owners = self._owners.get((ep.ip, ep.port), set())
+        if len(owners) == 1:
+            return next(iter(owners))
+        backends = {o[2] for o in owners}
+        return ("", "", backends.pop()) if len(backends) == 1 else ("", "", "")
 
 
 class Attributor:
@@ -150,7 +165,11 @@ class Attributor:
                 service=ev.service or svc, pod=ev.pod or pod,
                 connect_ns=ev.connect_ns or rec.connect_ns,
             )
-        return dataclasses.replace(ev, service=ev.service or svc, pod=ev.pod or pod)
+        if ev.route or ev.backend:
+            return dataclasses.replace(ev, service=ev.service or svc, pod=ev.pod or pod)
+        r, rl, b = self.index.owner(ev.server)
+        return dataclasses.replace(ev, route=r, rule=rl, backend=b,
+                                   service=ev.service or svc, pod=ev.pod or pod)
 
     def _downstream(self, ev: HttpEvent) -> HttpEvent:
         d = route(self.config, RequestView(

@@ -69,8 +69,21 @@ def test_upstream_event_joins_and_falls_back_to_the_endpoint_index():
     assert (ev.route, ev.rule, ev.backend, ev.service, ev.pod, ev.connect_ns) == (
         "ns/a", "x", "ns/svc:80", "ns/svc", "ns/pod-5", 7)
     other = att.attribute(event(client=Endpoint("10.0.0.1", 41001), start=100))
-    assert (other.route, other.service, other.pod) == ("", "ns/svc", "ns/pod-5")
-    assert att.attribute(event(server=Endpoint("10.9.9.9", 1))).service == ""
+    # No record: the one rule sending to the endpoint names route, rule and backend.
+    assert (other.route, other.rule, other.backend, other.service, other.pod) == (
+        "ns/r4", "0", "ns/svc:80", "ns/svc", "ns/pod-5")
+    none = att.attribute(event(server=Endpoint("10.9.9.9", 1)))
+    assert (none.route, none.backend, none.service) == ("", "", "")
+
+
+def test_an_endpoint_of_several_rules_names_only_their_shared_backend():
+    a, b = mk_rule(4, "/a", None, "svc"), mk_rule(4, "/b", None, "svc")
+    cfg = mk_config((a, b.model_copy(update={"route": "ns/other"})))
+    ev = Attributor(cfg, JoinTable()).attribute(event(client=Endpoint("10.0.0.1", 41001)))
+    assert (ev.route, ev.rule, ev.backend, ev.service) == ("", "", "ns/svc:80", "ns/svc")
+    two = mk_config((a, mk_rule(4, "/b", None, "svc2").model_copy(update={"route": "ns/o"})))
+    ev = Attributor(two, JoinTable()).attribute(event(client=Endpoint("10.0.0.1", 41001)))
+    assert (ev.route, ev.backend) == ("", "")
 
 
 PATHS = st.sampled_from(["/", "/a", "/a/b", "/b", "/api", "/api/v1"])
