@@ -9,7 +9,9 @@ Rules:
   changes once assigned, new names get the next id in sorted order of registration
   batches, so two registries fed the same batches agree.
 - Upstream events join the proxy's ``FlowRecord`` on the 4-tuple; with keep-alive the
-  record used is the one whose ``start_ns`` is the latest ≤ the event's ``start_ns``.
+  record used is the one whose ``start_ns`` is the latest ≤ the kernel event's ``end_ns``
+  (the proxy stamps its record just after the write the kernel may already have seen;
+  rauta's upstream pool does not pipeline, so the next record starts after ``end_ns``).
 - Without a record, the server endpoint maps to its Service through the config's
   backends (``EndpointIndex``), and to its route, rule and backend when only one rule
   sends to it; ``pods`` optionally maps "ip:port" to a Pod name.
@@ -158,7 +160,12 @@ class Attributor:
         if ev.leg == "downstream":
             return self._downstream(ev)
         svc, pod = self.index.service(ev.server)
-        rec = self.table.lookup((ev.client, ev.server), ev.start_ns) if not ev.route else None
+        # The proxy stamps a record just after writing the request, so the kernel may
+        # see that request first: join on the response's time instead. The next request
+        # on the connection is written only after this response was read, so the record
+        # wanted is the latest one started before ``end_ns``.
+        at = ev.end_ns if ev.source == "xdp" else ev.start_ns
+        rec = self.table.lookup((ev.client, ev.server), at) if not ev.route else None
         if rec is not None:
             return dataclasses.replace(
                 ev, route=rec.route, rule=rec.rule, backend=rec.backend,

@@ -86,6 +86,17 @@ def test_an_endpoint_of_several_rules_names_only_their_shared_backend():
     assert (ev.route, ev.backend) == ("", "")
 
 
+def test_kernel_event_joins_the_record_stamped_just_after_the_write_it_saw():
+    # Keep-alive: record A at 90, the kernel sees request B at 200 (before the proxy's
+    # stamp of B at 205), B's response at 250; the next request C is stamped at 300.
+    table = JoinTable()
+    for start, name in ((90, "ns/a"), (205, "ns/b"), (300, "ns/c")):
+        table.add((PROXY, BACK), FlowRecord(start, name, "0", f"{name}:80"))
+    att = Attributor(mk_config(()), table)
+    ev = att.attribute(event(start=200))  # end_ns = 250
+    assert (ev.route, ev.backend) == ("ns/b", "ns/b:80")
+
+
 PATHS = st.sampled_from(["/", "/a", "/a/b", "/b", "/api", "/api/v1"])
 
 
