@@ -171,7 +171,7 @@ def test_rauta_observe_prints_curl_exchanges_and_connects(net: xdpnet.VethPair) 
         http = [x for x in obs.lines if x["type"] == "http"]
         assert len(http) == 3, http
         by_port = {x["client_port"]: x for x in http}
-        for (args, code, port), (method, path) in zip(
+        for (_args, code, port), (method, path) in zip(
                 done, (("GET", "/hello?x=1"), ("GET", "/missing/page"), ("POST", "/items")),
                 strict=True):
             x = by_port[port]
