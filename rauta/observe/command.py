@@ -112,19 +112,20 @@ def run(ifaces: Sequence[str], netns: str | None, watch: Sequence[tuple[Endpoint
         t0 = time.monotonic()
         try:
             obs = KernelObserver(transport=transport, ring_mib=ring_mib,  # type: ignore[arg-type]
-                                 xdp_mode=xdp_mode)  # type: ignore[arg-type]
+                                 xdp_mode=xdp_mode,  # type: ignore[arg-type]
+                                 filter=True if watch else None)
         except Exception as exc:  # bcc raises plain Exception on a compile/load failure
             _say(f"cannot load bpf/observer.c: {str(exc).splitlines()[0] if str(exc) else exc!r}")
             return EXIT_NO_BPF
         try:
+            if watch:  # before the attach: nothing unwatched is reported
+                obs.watch({ep: i + 1 for i, (ep, _) in enumerate(watch)})
             try:
                 ends = obs.attach_ends(ifaces, netns, peers=peers)
             except OSError as exc:
                 _say(f"cannot attach: {exc.strerror or exc}")
                 return EXIT_NO_BPF
             services = {ep: name for ep, name in watch if name}
-            if watch:
-                obs.watch({ep: i + 1 for i, (ep, _) in enumerate(watch)})
             listed = ", ".join(f"{i}" + (f" (netns {n})" if n else "") for i, n in ends)
             _say(f"attached {xdp_mode} XDP to {listed} in {time.monotonic() - t0:.2f} s; "
                  f"transport {transport}; watching "

@@ -182,7 +182,12 @@ class KernelObserver:
         if on is None:
             on = bool(self._watch_keys)
         t = self._bpf[b"config"]
+        was = bool(t[t.Key(0)].value)
         t[t.Key(0)] = t.Leaf(1 if on else 0)
+        if on and not was:
+            # Connects begun while the filter was off (the tracepoints run from the load
+            # on) may be to endpoints not watched: forget them.
+            self._bpf[b"syns"].clear()
 
     def set_flow_route(self, client: Endpoint, server: Endpoint, route_id: int) -> None:
         t = self._bpf[b"flow_route"]
