@@ -10,7 +10,7 @@ the test rewrites. Client threads (sockets made inside the client namespace) dri
 keep-alive traffic.
 
 Asserts (issue 9, Tests, "Real HTTP through the rauta proxy between namespaces"):
-- a backend turned slow (0 → 200 ms) after warm-up gives exactly one ``slow_response``
+- a backend turned slow (20 → 200 ms) after warm-up gives exactly one ``slow_response``
   naming its route and backend, and a ``resolved`` once it is fast again;
 - a backend turned to 503 gives exactly one ``error_spike`` naming its route and
   backend, then ``resolved``;
@@ -48,6 +48,9 @@ pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 WINDOW = 1.0
 SLOW, ERR, DELAY, GONE = 8101, 8102, 8103, 8104
+# The slow backend's normal delay: 20 ms keeps its baseline p99 above this loaded box's
+# scheduling noise (a 3 ms stall must not double it); the step is to 200 ms.
+BASE_MS = {SLOW: 20, DELAY: 50}
 
 BACKENDS = """
 import http.server as h, os, sys, threading, time
@@ -191,7 +194,7 @@ def world() -> Iterator[tuple[xdpnet.HostNs, xdpnet.HostNs, Path]]:
             tempfile.TemporaryDirectory() as td:
         ctl = Path(td)
         for p in (SLOW, ERR, DELAY):
-            set_backend(ctl, p, 50 if p == DELAY else 0, 200)
+            set_backend(ctl, p, BASE_MS.get(p, 0), 200)
         srv = subprocess.Popen(["ip", "netns", "exec", back.ns, sys.executable, "-c", BACKENDS,
                                 str(ctl), back.ns_v4, str(SLOW), str(ERR), str(DELAY)],
                                stdout=subprocess.PIPE, text=True)
@@ -270,7 +273,7 @@ def test_observe_both_through_the_proxy(world: tuple[xdpnet.HostNs, xdpnet.HostN
         wait_for(lambda: of("slow_response", "default/slow") and of("error_spike", "default/err"),
                  8 * WINDOW, "slow_response and error_spike")
         time.sleep(2 * WINDOW)  # the conditions last: still one event each
-        set_backend(ctl, SLOW, 0, 200)
+        set_backend(ctl, SLOW, BASE_MS[SLOW], 200)
         set_backend(ctl, ERR, 0, 200)
         wait_for(lambda: [x for x in of("resolved", "default/slow")
                           if x["condition"] == "slow_response"]
@@ -294,15 +297,18 @@ def test_observe_both_through_the_proxy(world: tuple[xdpnet.HostNs, xdpnet.HostN
     assert proc.returncode == 0, "".join(errs[-20:])
     assert not xdpnet.xdp_on(back.host_if), "the XDP link outlived rauta"
 
+    assert len(of("slow_response", "default/slow")) == 1, [x for _, x in lines]
     (slow,) = of("slow_response", "default/slow")
     assert (slow["rule"], slow["backend"], slow["service"]) == (
         "0", "default/svc-slow:80", "default/svc-slow"), slow
     assert slow["observed"] > 2 * slow["baseline"] and slow["observed"] >= 0.15, slow
     slow_at = next(t for t, x in lines if x is slow)
     assert slow_at > step, "slow_response before the backend was made slow"
+    assert len(of("error_spike", "default/err")) == 1, [x for _, x in lines]
     (spike,) = of("error_spike", "default/err")
     assert (spike["backend"], spike["service"]) == ("default/svc-err:80", "default/svc-err"), spike
-    assert spike["observed"] > 0.5 >= spike["baseline"], spike
+    assert spike["observed"] >= 0.1 and spike["baseline"] == 0.0, spike  # a partial window may mix
+    assert len(of("connect_failure")) == 1, of("connect_failure")
     (cf,) = of("connect_failure")
     assert (cf["condition"], cf["service"], cf["endpoint"]) == (
         "refused", "default/svc-gone", f"{back.ns_v4}:{GONE}"), cf
