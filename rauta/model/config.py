@@ -87,6 +87,7 @@ class Rewrite(Frozen):
 class Endpoint(Frozen):
     address: str
     port: int
+    pod: str = ""  # "namespace/name" from the EndpointSlice's targetRef (kind Pod), for the observer
 
     @property
     def key(self) -> str:

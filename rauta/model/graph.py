@@ -554,8 +554,11 @@ class Graph:
                 # Kubernetes: a nil ready condition means "unknown", to be read as ready.
                 if ep.conditions.ready is False:
                     continue
+                ref = ep.target_ref
+                pod = (f"{ref.namespace or ns}/{ref.name}"
+                       if ref is not None and ref.kind == "Pod" and ref.name else "")
                 for addr in ep.addresses:
-                    found.add(Endpoint(address=addr, port=number))
+                    found.add(Endpoint(address=addr, port=number, pod=pod))
         return tuple(sorted(found, key=lambda e: (e.address, e.port)))
 
 

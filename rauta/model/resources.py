@@ -403,12 +403,21 @@ class EndpointConditions(Frozen):
     terminating: bool | None = None
 
 
+class EndpointTargetRef(Frozen):
+    """An endpoint's ``targetRef`` (an ObjectReference; rauta reads the Pod's name)."""
+
+    kind: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+
+
 class Endpoint(Frozen):
     addresses: Annotated[tuple[str, ...], Field(min_length=1)]
     conditions: EndpointConditions = Field(default_factory=EndpointConditions)
     hostname: str | None = None
     node_name: str | None = None
     zone: str | None = None
+    target_ref: EndpointTargetRef | None = None
 
 
 class EndpointPort(Frozen):

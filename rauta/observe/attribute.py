@@ -14,7 +14,8 @@ Rules:
   rauta's upstream pool does not pipeline, so the next record starts after ``end_ns``).
 - Without a record, the server endpoint maps to its Service through the config's
   backends (``EndpointIndex``), and to its route, rule and backend when only one rule
-  sends to it; ``pods`` optionally maps "ip:port" to a Pod name.
+  sends to it. Its Pod is the endpoint's ``pod`` (the EndpointSlice's targetRef), or
+  what ``pods`` ("ip:port" → "namespace/name") says, which wins.
 - Downstream events (server = a listener) are attributed with ``rauta.model.routing.route``,
   the same function the proxy routes with, from listener port, Host, path and method.
 """
@@ -129,6 +130,8 @@ class EndpointIndex:
                         svc = b.name.rpartition(":")[0] or b.name
                         for e in b.endpoints:
                             self._svc.setdefault((e.address, e.port), svc)
+                            if e.pod:
+                                self._pods.setdefault(f"{e.address}:{e.port}", e.pod)
                             self._owners.setdefault((e.address, e.port), set()).add(
                                 (rule.route, rule_name(rule), b.name))
         self.listeners = frozenset((p.address, p.port) for p in config.ports)

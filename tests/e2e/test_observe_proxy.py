@@ -15,7 +15,7 @@ Asserts (issue 9, Tests, "Real HTTP through the rauta proxy between namespaces")
 - a backend turned to 503 gives exactly one ``error_spike`` naming its route and
   backend, then ``resolved``;
 - one request to a closed backend port gives exactly one ``connect_failure``, naming
-  the Service and the endpoint, ``refused``, printed within 1 s of the request;
+  the Service, the endpoint and its Pod (EndpointSlice targetRef), ``refused``, printed within 1 s of the request;
 - a 50 ms delay at a backend lands in the ``backend`` latency component
   (``rauta_observer_latency_breakdown_seconds_total``), not in ``network``.
 
@@ -112,7 +112,8 @@ def objects(listen: int, backend_ip: str) -> list[dict[str, Any]]:
                      "metadata": {"name": f"svc-{name}-1", "namespace": "default",
                                   "labels": {"kubernetes.io/service-name": f"svc-{name}"}},
                      "addressType": "IPv4", "ports": [{"name": "http", "port": port}],
-                     "endpoints": [{"addresses": [backend_ip], "conditions": {"ready": True}}]})
+                     "endpoints": [{"addresses": [backend_ip], "conditions": {"ready": True},
+                                    "targetRef": {"kind": "Pod", "name": f"{name}-0"}}]})
     return objs
 
 
@@ -304,8 +305,8 @@ def test_observe_both_through_the_proxy(world: tuple[xdpnet.HostNs, xdpnet.HostN
 
     assert len(of("slow_response", "default/slow", stepped)) == 1, [x for _, x in lines]
     (slow,) = of("slow_response", "default/slow", stepped)
-    assert (slow["rule"], slow["backend"], slow["service"]) == (
-        "0", "default/svc-slow:80", "default/svc-slow"), slow
+    assert (slow["rule"], slow["backend"], slow["service"], slow["pod"]) == (
+        "0", "default/svc-slow:80", "default/svc-slow", "default/slow-0"), slow
     assert slow["observed"] > 2 * slow["baseline"] and slow["observed"] >= 0.15, slow
     slow_at = next(t for t, x in lines if x is slow)
     assert slow_at > step, "slow_response before the backend was made slow"
@@ -315,8 +316,8 @@ def test_observe_both_through_the_proxy(world: tuple[xdpnet.HostNs, xdpnet.HostN
     assert spike["observed"] >= 0.1 and spike["baseline"] == 0.0, spike  # a partial window may mix
     assert len(of("connect_failure")) == 1, of("connect_failure")
     (cf,) = of("connect_failure")
-    assert (cf["condition"], cf["service"], cf["endpoint"]) == (
-        "refused", "default/svc-gone", f"{back.ns_v4}:{GONE}"), cf
+    assert (cf["condition"], cf["service"], cf["endpoint"], cf["pod"]) == (
+        "refused", "default/svc-gone", f"{back.ns_v4}:{GONE}", "default/gone-0"), cf
     assert t_cf - t0 < 1.0, t_cf - t0
 
     # The 50 ms delay is backend time (kernel: request at the backend end -> response at

@@ -128,3 +128,36 @@ def test_route_ids_are_stable_and_deterministic():
     a.register(["ns/0#0"])
     assert a.id("ns/a", "0") == 1 and a.id("ns/0", "0") == 3
     assert a.name(2) == ("ns/b", "0") and a.name(0) == ("", "") and a.name(99) == ("", "")
+
+
+def test_the_pod_comes_from_the_endpointslice_target_ref():
+    from rauta.model.snapshot import Snapshot
+    from rauta.model.translate import translate
+
+    gw = "gateway.networking.k8s.io/v1"
+    objs = [
+        {"apiVersion": gw, "kind": "GatewayClass", "metadata": {"name": "rauta"},
+         "spec": {"controllerName": "rauta.io/gateway-controller"}},
+        {"apiVersion": gw, "kind": "Gateway", "metadata": {"name": "gw", "namespace": "ns"},
+         "spec": {"gatewayClassName": "rauta",
+                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
+        {"apiVersion": gw, "kind": "HTTPRoute", "metadata": {"name": "web", "namespace": "ns"},
+         "spec": {"parentRefs": [{"name": "gw"}],
+                  "rules": [{"backendRefs": [{"name": "svc", "port": 80}]}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "namespace": "ns"},
+         "spec": {"ports": [{"name": "http", "port": 80}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": "svc-1", "namespace": "ns",
+                      "labels": {"kubernetes.io/service-name": "svc"}},
+         "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+         "endpoints": [{"addresses": ["10.0.1.5"], "targetRef": {"kind": "Pod", "name": "web-7"}},
+                       {"addresses": ["10.0.1.6"],
+                        "targetRef": {"kind": "Node", "name": "n1"}}]},
+    ]
+    config = translate(Snapshot.from_dicts(objs)).config
+    (b,) = config.ports[0].listeners[0].rules[0].backends
+    assert [(e.address, e.pod) for e in b.endpoints] == [("10.0.1.5", "ns/web-7"), ("10.0.1.6", "")]
+    att = Attributor(config, JoinTable())
+    ev = att.attribute(event(client=Endpoint("10.0.0.1", 41001)))  # server 10.0.1.5:8080
+    assert (ev.service, ev.pod, ev.route) == ("ns/svc", "ns/web-7", "ns/web")
+    assert att.index.service(Endpoint("10.0.1.6", 8080)) == ("ns/svc", "")
