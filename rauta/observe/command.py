@@ -9,7 +9,8 @@ and ``connect`` events), followed in the same stream by the anomalies the ``Pipe
 
 Rules:
 - Without a cluster there are no EndpointSlices. By default every endpoint is watched:
-  the kernel's filter switch (``config[0]`` in ``bpf/observer.c``) stays 0, so XDP
+  the kernel's filter switch (``config[0]`` in ``bpf/observer.c``) is set to 2, open
+  (the program loads closed: watched endpoints only, and none yet), so XDP
   reports every HTTP/1.x exchange it sees and the tracepoints every TCP connect in every
   namespace (they are global). ``--watch IP:PORT[=SERVICE]`` (repeatable) fills the
   watched-endpoint map instead and turns the filter on; the optional name is reported

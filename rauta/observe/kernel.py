@@ -35,6 +35,7 @@ from rauta.observe.xdplink import attach_xdp, veth_peer
 SOURCE = Path(__file__).resolve().parents[2] / "bpf" / "observer.c"
 
 POLL_STEP_MS = 5
+FILTER_OFF = 2  # config[0] value that reports every endpoint (bpf/observer.c)
 PERF_WAKEUP = 64
 
 Transport = Literal["ring", "perf"]
@@ -181,12 +182,13 @@ class KernelObserver:
         on = self._filter_forced
         if on is None:
             on = bool(self._watch_keys)
+        # config[0]: 0 (as loaded) or 1 = watched endpoints only, 2 = every endpoint. The
+        # program starts closed, so nothing unwatched is recorded before this runs.
         t = self._bpf[b"config"]
-        was = bool(t[t.Key(0)].value)
-        t[t.Key(0)] = t.Leaf(1 if on else 0)
-        if on and not was:
-            # Connects begun while the filter was off (the tracepoints run from the load
-            # on) may be to endpoints not watched: forget them.
+        was_off = t[t.Key(0)].value == FILTER_OFF
+        t[t.Key(0)] = t.Leaf(1 if on else FILTER_OFF)
+        if on and was_off:
+            # Connects begun while the filter was open may be to endpoints not watched.
             self._bpf[b"syns"].clear()
 
     def set_flow_route(self, client: Endpoint, server: Endpoint, route_id: int) -> None:

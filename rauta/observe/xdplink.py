@@ -13,7 +13,7 @@ Rules:
 - ``veth_peer`` finds the other end of a veth pair with iproute2's JSON output (``ip -j
   -d link show``) in the root namespace and every named one (``/run/netns``): the peer
   is the veth whose ifindex is this end's ``link_index`` and whose ``link_index`` is this
-  end's ifindex. Nothing is found (``None``) for a non-veth or a peer in an unnamed
+  end's ifindex (a peer in the same namespace is named by ``link`` instead). Nothing is found (``None``) for a non-veth or a peer in an unnamed
   namespace; the caller then attaches the given end only, or the user names both.
 """
 
@@ -151,8 +151,11 @@ def veth_peer(iface: str, netns: str | None = None) -> tuple[str, str | None] | 
     if shutil.which("ip") is None:
         return None
     me = next((d for d in _links(netns) if d.get("ifname") == iface), None)
-    if me is None or not _is_veth(me) or "link_index" not in me:
+    if me is None or not _is_veth(me):
         return None
+    if "link_index" not in me:  # the peer is in the same namespace: iproute2 names it
+        peer = me.get("link")
+        return (str(peer), netns) if isinstance(peer, str) and peer != iface else None
     want, back = me["link_index"], me["ifindex"]
     same_ns = "link_netnsid" not in me
     candidates: list[str | None] = [netns] if same_ns else [None, *named_netns()]
