@@ -5,7 +5,8 @@ Role: wires a kernel source (anything with the ``KernelSource`` shape, i.e.
 ``Attributor``, the ``Detector`` and the outputs (JSON lines, Prometheus). ``mode`` is
 ``proxy`` (proxy events only), ``xdp`` (kernel events only) or ``both`` (kernel events
 for latency, status and connects; the proxy's join table for attribution; the proxy's
-own events are dropped, so an exchange or a failed connect is counted once).
+own events are not counted, so an exchange or a failed connect is counted once; the
+proxy's exchange only gives ``proxy_lag``, its parse time minus the kernel's).
 
 Rules:
 - Off the proxy's hot path: ``run`` polls in a worker thread (``asyncio.to_thread``) for
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from rauta.model.config import RouterConfig
 from rauta.observe.attribute import Attributor, JoinTable, RouteIds
@@ -32,6 +33,7 @@ from rauta.observe.output import JsonLines, KernelCollector, Metrics
 from rauta.observe.proxyhook import ProxyHook
 
 Mode = Literal["proxy", "xdp", "both"]
+LAG_SLACK_NS = 1_000_000
 
 
 class KernelSource(Protocol):
@@ -75,6 +77,8 @@ class Pipeline:
                 kernel.histograms, bucket_bounds, kernel.counters,
                 lambda rid: self.ids.name(rid & ~ROUTE_FROM_WATCH)[0]))
         self.anomalies: list[Anomaly] = []  # the last batch's (for tests and the CLI)
+        self._pending_kernel: dict[tuple[Endpoint, Endpoint], tuple[int, str]] = {}
+        self._pending_proxy: dict[tuple[Endpoint, Endpoint], tuple[int, int]] = {}
 
     def update_config(self, config: RouterConfig, pods: Mapping[str, str] | None = None) -> None:
         """A new RouterConfig: re-index endpoints and (kernel) re-watch the backends.
@@ -104,10 +108,16 @@ class Pipeline:
         m = self.metrics
         for ev in sorted(events, key=lambda e: e.end_ns):
             if self.mode == "both" and _from_proxy(ev):
-                continue  # in both mode the kernel's view of exchanges and connects counts
+                # The kernel's view of exchanges and connects counts; the proxy's own
+                # exchange only gives the event loop's lag behind the kernel.
+                if isinstance(ev, HttpEvent):
+                    self._lag_proxy(ev)
+                continue
             if isinstance(ev, HttpEvent):
                 ev = self.attributor.attribute(ev)
                 m.record_breakdown(ev.route, breakdown(ev))
+                if self.mode == "both" and ev.leg == "upstream":
+                    self._lag_kernel(ev)
             elif not ev.service:
                 svc, pod = self.attributor.index.service(ev.server)
                 ev = dataclasses.replace(ev, service=svc, pod=ev.pod or pod)
@@ -119,6 +129,30 @@ class Pipeline:
         self._count_lost()
         self.anomalies = out
         return out
+
+    # proxy_lag in both mode: the proxy's exchange and the kernel's, matched per 4-tuple.
+    # An exchange on a connection ends before the next one starts (no pipelining), so the
+    # kernel saw the response (end_ns) between the proxy's request stamp (start_ns, less a
+    # millisecond of slack: the proxy stamps just after its write) and its parse (end_ns).
+    # Whichever side comes second completes the pair; one pending side per 4-tuple.
+
+    def _lag_kernel(self, ev: HttpEvent) -> None:
+        flow = (ev.client, ev.server)
+        p = self._pending_proxy.pop(flow, None)
+        if p is not None and p[0] - LAG_SLACK_NS <= ev.end_ns <= p[1]:
+            self.metrics.record_breakdown(ev.route, {"proxy_lag": (p[1] - ev.end_ns) / 1e9})
+            return
+        self._pending_kernel[flow] = (ev.end_ns, ev.route)
+        _bound(self._pending_kernel)
+
+    def _lag_proxy(self, ev: HttpEvent) -> None:
+        flow = (ev.client, ev.server)
+        k = self._pending_kernel.pop(flow, None)
+        if k is not None and ev.start_ns - LAG_SLACK_NS <= k[0] <= ev.end_ns:
+            self.metrics.record_breakdown(k[1], {"proxy_lag": (ev.end_ns - k[0]) / 1e9})
+            return
+        self._pending_proxy[flow] = (ev.start_ns, ev.end_ns)
+        _bound(self._pending_proxy)
 
     def _count_lost(self) -> None:
         totals: dict[str, int] = {}
@@ -165,6 +199,11 @@ class Pipeline:
                 if i + batch < len(events):
                     await asyncio.sleep(0)
         self.process(self.hook.drain() if self.hook is not None else [])
+
+
+def _bound(pending: dict[Any, Any], most: int = 65536) -> None:
+    while len(pending) > most:
+        pending.pop(next(iter(pending)))
 
 
 def _from_proxy(ev: Event) -> bool:

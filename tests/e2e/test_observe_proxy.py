@@ -334,6 +334,15 @@ def test_observe_both_through_the_proxy(world: tuple[xdpnet.HostNs, xdpnet.HostN
     assert be / n_delay >= 0.045, (be, n_delay)
     assert net / n_delay < 0.005, (net, n_delay)
     assert be / n_delay - be_fast / n_err >= 0.04, (be / n_delay, be_fast / n_err)
+    # The event loop's lag behind the kernel (proxy parse - kernel saw the response).
+    lag = metric(text, "rauta_observer_latency_breakdown_seconds_total", route="default/delay",
+                 component="proxy_lag")
+    assert 0 < lag < be, (lag, be)
+    print(f"\n[observe-proxy] delay route: {n_delay:.0f} requests, backend "
+          f"{be / n_delay * 1e3:.1f} ms/request, network {net / n_delay * 1e3:.3f} ms/request, "
+          f"proxy_lag {lag / n_delay * 1e3:.2f} ms/request; fast route backend "
+          f"{be_fast / n_err * 1e3:.2f} ms/request; connect_failure printed "
+          f"{(t_cf - t0) * 1e3:.0f} ms after the request", file=sys.stderr)
     # Every request the clients made on the delay route was seen by the kernel and joined.
     sent = sum(load.statuses.get("/delay", {}).values())
     assert n_delay >= 0.9 * sent, (n_delay, sent, load.statuses)
