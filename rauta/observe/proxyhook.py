@@ -57,8 +57,10 @@ class ProxyHook:
         self.queue: deque[Any] = deque()  # Event values and _build tuples
         self.maxlen = maxlen
         self.lost = 0
-        self.table = table or JoinTable()
-        self.ids = ids or RouteIds()
+        # "is None", not "or": an empty JoinTable is falsy (it has __len__), and the
+        # pipeline's table must be the one shared, not a private copy.
+        self.table = table if table is not None else JoinTable()
+        self.ids = ids if ids is not None else RouteIds()
         self.set_flow_route = set_flow_route
 
     def _push(self, item: Any) -> None:

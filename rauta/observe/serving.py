@@ -25,8 +25,10 @@ Rules:
 - Anomalies go out as JSON lines (``output.anomaly_json``) to ``out`` (stdout for
   ``-``); the ``rauta_observer_*`` series (kernel ones included) join the admin
   server's registry.
-- The pipeline sees each new RouterConfig within ``follow_every`` seconds of the proxy
-  applying it (the proxy's ``config`` is compared by identity: one assignment per apply).
+- The pipeline sees each new RouterConfig within ``follow_every`` seconds (50 ms) of the
+  proxy applying it (the proxy's ``config`` is compared by identity: one assignment per
+  apply). Until then the kernel does not watch a new endpoint: connects to it and
+  exchanges on them in that gap are not seen by the kernel.
 - On stop, events still queued are processed, then the links are closed (the kernel
   detaches the program; it also would if the process died).
 """
@@ -148,7 +150,7 @@ def proxy_pipeline(proxy: Proxy, registry: CollectorRegistry, stream: IO[str],
 
 
 async def run_observer(proxy: Proxy, pipe: Pipeline, stop: asyncio.Event,
-                       follow_every: float = 0.2) -> None:
+                       follow_every: float = 0.05) -> None:
     """Run ``pipe`` and feed it the proxy's config until ``stop`` is set."""
     async def follow() -> None:
         seen = None

@@ -265,6 +265,7 @@ def test_observe_both_through_the_proxy(world: tuple[xdpnet.HostNs, xdpnet.HostN
 
     try:
         wait_for(ready, 40, "/readyz")
+        time.sleep(0.3)  # the kernel watches the config's endpoints within 50 ms of it
         assert xdpnet.xdp_on(back.host_if) and xdpnet.xdp_on(back.ns_if, back.ns)
         wait_for(lambda: load.once("/slow") == 200, 10, "the slow route answers")
         load.start("/slow", 8)
@@ -313,7 +314,8 @@ def test_observe_both_through_the_proxy(world: tuple[xdpnet.HostNs, xdpnet.HostN
     assert len(of("error_spike", "default/err", stepped)) == 1, [x for _, x in lines]
     (spike,) = of("error_spike", "default/err", stepped)
     assert (spike["backend"], spike["service"]) == ("default/svc-err:80", "default/svc-err"), spike
-    assert spike["observed"] >= 0.1 and spike["baseline"] == 0.0, spike  # a partial window may mix
+    # A window straddling the step may be judged normal with a few 503s: baseline >= 0.
+    assert spike["observed"] >= 0.1 and spike["baseline"] < 0.05, spike
     assert len(of("connect_failure")) == 1, of("connect_failure")
     (cf,) = of("connect_failure")
     assert (cf["condition"], cf["service"], cf["endpoint"], cf["pod"]) == (

@@ -78,3 +78,17 @@ def test_watched_endpoints_carry_the_route_id_of_their_only_rule():
     pipe.update_config(config)
     ids = {ep.ip: i for ep, i in k.watched.items()}
     assert ids == {"10.1.0.0": pipe.ids.id("ns/r0", "0"), "10.1.0.1": 0}
+
+
+def test_both_mode_joins_the_kernels_exchange_with_the_proxys_record():
+    from rauta.observe.attribute import FlowRecord
+
+    pipe = Pipeline("both", config=cfg(2), kernel=FakeKernel())
+    assert pipe.hook is not None and pipe.hook.table is pipe.table  # one table, shared
+    # What ProxyHook.sent records for a request on a new connection (1.2 ms connect):
+    pipe.hook.table.add((PROXY, BACK), FlowRecord(1_000_000_000, "ns/other", "x", "ns/o:80",
+                                                  connect_ns=1_200_000))
+    pipe.process([http("xdp", 1_000_000_000, 1_030_000_000)])
+    text = generate_latest(pipe.metrics.registry).decode()
+    assert 'route="ns/other",rule="x"' in text  # the record, not the endpoint's owner
+    assert abs(breakdown(pipe, "network") - 0.0012) < 1e-12
