@@ -21,6 +21,9 @@ Rules:
 - SIGINT and SIGTERM stop the loop; the links are closed on the way out (the kernel
   detaches the program; it would also on SIGKILL, a link dies with its process).
 - Bounded runs for tests and scripts: ``--duration S`` and ``--count N`` (events).
+- ``--metrics HOST:PORT`` serves the pipeline's registry (``rauta_observer_*``, the
+  kernel's histograms and counters included) over HTTP, as the observer DaemonSet in
+  ``deploy/`` expects.
 - ``attached ...`` on stderr means the program is on every interface listed; at exit a
   last stderr line gives the kernel's counters as JSON.
 """
@@ -84,9 +87,19 @@ def _say(msg: str) -> None:
     click.echo(f"rauta: observe: {msg}", err=True)
 
 
+def _check_metrics(_ctx: object, _param: object, value: str | None) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT (e.g. 0.0.0.0:9902)")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
 def run(ifaces: Sequence[str], netns: str | None, watch: Sequence[tuple[Endpoint, str]],
         transport: str, xdp_mode: str, window: float, out: IO[str], duration: float | None,
-        count: int | None, peers: bool, ring_mib: int) -> int:
+        count: int | None, peers: bool, ring_mib: int,
+        metrics: tuple[str, int] | None = None) -> int:
     """The command's body; returns the exit code."""
     from rauta.observe.detect import DetectorSettings
     from rauta.observe.kernel import KernelObserver, bpf_available, bucket_bounds
@@ -138,6 +151,16 @@ def run(ifaces: Sequence[str], netns: str | None, watch: Sequence[tuple[Endpoint
             lines = JsonLines(out)
             pipe = Pipeline("xdp", kernel=obs, json_out=lines, bucket_bounds=bucket_bounds(),
                             settings=DetectorSettings(window_ns=int(window * 1e9)))
+            if metrics is not None:
+                from prometheus_client import start_http_server
+
+                try:
+                    start_http_server(metrics[1], metrics[0], registry=pipe.metrics.registry)
+                except OSError as exc:
+                    _say(f"cannot serve metrics on {metrics[0]}:{metrics[1]}: "
+                         f"{exc.strerror or exc}")
+                    return EXIT_USAGE
+                _say(f"metrics on http://{metrics[0]}:{metrics[1]}/metrics")
             printed = _loop(obs, pipe, lines, services, stop, duration, count)
             lines.write(pipe.detector.flush())
             counters = obs.counters()
@@ -201,14 +224,17 @@ def _loop(obs: KernelObserver, pipe: Pipeline, lines: JsonLines,
               help="The anomaly detectors' window in seconds.")
 @click.option("--out", default="-", show_default=True, metavar="PATH",
               help="Where the JSON lines go ('-' is stdout; a file is appended to).")
+@click.option("--metrics", default=None, callback=_check_metrics, metavar="HOST:PORT",
+              help="Serve the rauta_observer_* series (kernel histograms and counters "
+                   "included) on http://HOST:PORT/metrics.")
 @click.option("--duration", default=None, type=click.FloatRange(0, min_open=True),
               metavar="S", help="Stop after S seconds.")
 @click.option("--count", default=None, type=click.IntRange(1), metavar="N",
               help="Stop after N events.")
 def observe_cmd(ifaces: tuple[str, ...], netns: str | None, no_peer: bool,
                 watch: tuple[tuple[Endpoint, str], ...], transport: str, xdp_mode: str,
-                ring_mib: str, window: float, out: str, duration: float | None,
-                count: int | None) -> None:
+                ring_mib: str, window: float, out: str, metrics: tuple[str, int] | None,
+                duration: float | None, count: int | None) -> None:
     """Print the HTTP exchanges and TCP connects the kernel sees on an interface.
 
     Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON) and bcc (scripts/setup-bpf.sh).
@@ -223,7 +249,7 @@ def observe_cmd(ifaces: tuple[str, ...], netns: str | None, no_peer: bool,
                                  param_hint="--out") from None
     try:
         code = run(ifaces, netns, watch, transport, xdp_mode, window, stream, duration, count,
-                   not no_peer, int(ring_mib))
+                   not no_peer, int(ring_mib), metrics)
     finally:
         if stream is not sys.stdout:
             stream.close()

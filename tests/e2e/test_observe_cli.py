@@ -20,10 +20,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -218,7 +220,11 @@ def test_rauta_observe_prints_curl_exchanges_and_connects(net: xdpnet.VethPair) 
 def test_rauta_observe_watches_every_endpoint_by_default(net: xdpnet.VethPair) -> None:
     n = net
     wait_server(n)
-    obs = Observe("--iface", n.server_if, "--netns", n.server_ns, "--duration", "60")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        mport = s.getsockname()[1]
+    obs = Observe("--iface", n.server_if, "--netns", n.server_ns, "--duration", "60",
+                  "--metrics", f"127.0.0.1:{mport}")
 
     def ours() -> list[dict[str, Any]]:  # connect tracepoints are global: others' too
         return [x for x in obs.lines if x.get("server_ip") == n.server_v4]
@@ -230,6 +236,12 @@ def test_rauta_observe_watches_every_endpoint_by_default(net: xdpnet.VethPair) -
         code, port = r.stdout.split()
         assert code == "200", r
         obs.wait(lambda: len(ours()) >= 2, 10, "the exchange and its connect")
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        paired = [ln for ln in text.splitlines()
+                  if ln.startswith('rauta_observer_kernel_total{counter="paired"}')]
+        assert paired and float(paired[0].rsplit(" ", 1)[1]) >= 1, paired
+        assert 'rauta_observer_events_total{source="xdp"}' in text
     finally:
         rc = obs.stop()  # SIGINT
     assert rc == 0, obs.err[-10:]
