@@ -29,6 +29,12 @@ from rauta.loader import LoadError, list_files, load_snapshot
 from rauta.model.addresses import parse_pool
 from rauta.model.graph import DEFAULT_CONTROLLER
 from rauta.model.render import document
+from rauta.model.services import (
+    DEFAULT_PORT_RANGE,
+    ServiceMode,
+    fallback_address,
+    parse_port_range,
+)
 from rauta.model.translate import translate
 
 
@@ -38,10 +44,12 @@ def dump_yaml(data: object) -> str:
 
 def translate_files(paths: list[str], controller_name: str = DEFAULT_CONTROLLER,
                     address_pool: str | None = None, *, strict: bool = False,
-                    warn: Callable[[str], None] | None = None) -> dict[str, object]:
+                    warn: Callable[[str], None] | None = None,
+                    gateway_services: ServiceMode | None = None) -> dict[str, object]:
     """Load ``paths`` and translate them: the document ``rauta translate`` prints."""
     return document(translate(load_snapshot(paths, strict=strict, warn=warn),
-                              controller_name=controller_name, address_pool=address_pool))
+                              controller_name=controller_name, address_pool=address_pool,
+                              gateway_services=gateway_services))
 
 
 _PLACEHOLDER = re.compile(r"\$\{(port|addr):")
@@ -86,17 +94,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """One line on stderr and exit (a start-up failure, never a traceback)."""
     click.echo(f"rauta: {message}", err=True)
     sys.exit(code)
-
-
-def check_address_pool(pool: str | None) -> None:
-    """Exit 2 with one line on stderr when ``pool`` is not a CIDR."""
-    if pool is None:
-        return
-    try:
-        parse_pool(pool)
-    except ValueError as exc:
-        click.echo(f"rauta: {exc}", err=True)
-        sys.exit(2)
 
 
 def proxy_options(f):  # type: ignore[no-untyped-def]
@@ -148,15 +145,71 @@ def observe_settings(observe: str | None, observe_out: str,
 
 
 def check_pool(pool: str | None) -> None:
-    """A bad ``--address-pool`` is a usage error (one line, exit 2), never a traceback."""
+    """A bad ``--address-pool`` is a usage error: one line on stderr naming the option,
+    exit 2, never a traceback.
+    (The one check of the option, for ``translate``, ``serve`` and ``controller``.)"""
     if pool is None:
         return
-    from rauta.model.addresses import parse_pool
-
     try:
         parse_pool(pool)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--address-pool") from None
+        fail(str(exc), 2)
+
+
+def service_options(f):  # type: ignore[no-untyped-def]
+    """The per-Gateway Services options, shared by ``translate`` and ``controller``."""
+    lo, hi = DEFAULT_PORT_RANGE
+    opts = [
+        click.option("--gateway-services", is_flag=True,
+                     help="Generate a LoadBalancer Service per Gateway (label "
+                          "gateway.networking.k8s.io/gateway-name, spec.infrastructure "
+                          "labels/annotations) and bind each Gateway's listeners on "
+                          "internal ports of its own; status.addresses follow the "
+                          "Service's load balancer."),
+        click.option("--internal-ports", default=f"{lo}-{hi}", show_default=True,
+                     metavar="LO-HI",
+                     help="With --gateway-services: the range internal ports are taken "
+                          "from (one per Gateway and listener port)."),
+        click.option("--address-fallback", "address_fallback", multiple=True,
+                     metavar="ADDR",
+                     help="With --gateway-services: status.addresses of a Gateway whose "
+                          "Service has no load-balancer address yet (repeatable; an IP or "
+                          "a hostname)."),
+        click.option("--service-selector", "service_selector", multiple=True,
+                     metavar="KEY=VALUE",
+                     help="With --gateway-services: a label of the rauta pods, the "
+                          "Services' selector (repeatable)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def service_mode(params: dict[str, object]) -> ServiceMode | None:
+    """The ``ServiceMode`` of a command's ``service_options`` values (taken out of
+    ``params``), or None without ``--gateway-services``; a bad value is a usage error
+    (one line, exit 2)."""
+    enabled = params.pop("gateway_services")
+    ports = str(params.pop("internal_ports"))
+    fallback = tuple(str(a) for a in params.pop("address_fallback"))  # type: ignore[attr-defined]
+    selector_args = tuple(str(a) for a in params.pop("service_selector"))  # type: ignore[attr-defined]
+    if not enabled:
+        return None
+    try:
+        port_range = parse_port_range(ports)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    selector: dict[str, str] = {}
+    for item in selector_args:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--service-selector {item!r} is not KEY=VALUE", 2)
+        selector[key.strip()] = value.strip()
+    if any(not a.strip() for a in fallback):
+        fail("--address-fallback needs an IP address or a hostname, not ''", 2)
+    return ServiceMode(port_range=port_range,
+                       fallback=tuple(dict.fromkeys(fallback_address(a) for a in fallback)),
+                       selector=tuple(sorted(selector.items())))
 
 
 def proxy_settings(kw: dict[str, object]) -> dict[str, object]:
@@ -188,16 +241,19 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 @click.option("--strict", is_flag=True,
               help="Unknown fields are errors (exit 2) instead of warnings.")
+@service_options
 def translate_cmd(files: tuple[str, ...], controller_name: str, address_pool: str | None,
-                  as_json: bool, strict: bool) -> None:
+                  as_json: bool, strict: bool, **services: object) -> None:
     """Print the RouterConfig and statuses rauta computes for Gateway API YAML FILES.
 
     The packaged quickstart example has placeholders: render it first with
     `rauta quickstart --dir DIR --render-only`."""
-    check_address_pool(address_pool)
+    check_pool(address_pool)
+    mode = service_mode(services)
     try:
         doc = translate_files(list(files), controller_name, address_pool, strict=strict,
-                              warn=lambda line: click.echo(f"rauta: warning: {line}", err=True))
+                              warn=lambda line: click.echo(f"rauta: warning: {line}", err=True),
+                              gateway_services=mode)
     except LoadError as exc:
         click.echo(f"rauta: {exc}", err=True)
         hint = placeholder_hint(list(files))

@@ -21,6 +21,7 @@ Rules:
   implement the feature end to end today. ``note`` says where, or what is missing.
 - ``needs_pool``: supported only when rauta runs with ``--address-pool`` (each Gateway
   on its own address); GatewayClass status leaves these out when there is no pool.
+  ``needs_services`` likewise for ``--gateway-services`` (per-Gateway Services).
   Without a pool every Gateway shares the listen host, so listeners of different
   Gateways on one port are resolved against each other (see the README); that is not a
   per-feature limitation and is not repeated in the notes.
@@ -48,10 +49,12 @@ class Feature:
     supported: bool
     note: str = ""
     needs_pool: bool = False  # supported only with an address pool (--address-pool)
+    needs_services: bool = False  # supported only with --gateway-services
 
 
-def _yes(name: str, level: Level, note: str, needs_pool: bool = False) -> Feature:
-    return Feature(name, level, True, note, needs_pool)
+def _yes(name: str, level: Level, note: str, needs_pool: bool = False,
+         needs_services: bool = False) -> Feature:
+    return Feature(name, level, True, note, needs_pool, needs_services)
 
 
 def _no(name: str, level: Level, note: str) -> Feature:
@@ -125,9 +128,11 @@ FEATURES: tuple[Feature, ...] = (
 )
 
 
-def supported(address_pool: bool = True) -> tuple[Feature, ...]:
-    """The supported features; without an address pool, those needing one are left out."""
-    return tuple(f for f in FEATURES if f.supported and (address_pool or not f.needs_pool))
+def supported(address_pool: bool = True, *, services: bool = False) -> tuple[Feature, ...]:
+    """The supported features; without an address pool (or the per-Gateway Services),
+    those needing one are left out."""
+    return tuple(f for f in FEATURES if f.supported and (address_pool or not f.needs_pool)
+                 and (services or not f.needs_services))
 
 
 def supported_features_flag() -> str:
