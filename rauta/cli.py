@@ -372,25 +372,42 @@ def quickstart_cmd(directory: str | None, port: int, admin_port: int, render_onl
 @click.option("--address-pool", default=None, metavar="CIDR",
               help="Give each Gateway its own address from this pool (its status.addresses); "
                    "not with --gateway-address.")
+@click.option("--strict", is_flag=True,
+              help="Unknown fields of watched objects are errors (the object's last good "
+                   "version is kept) instead of warnings.")
+@click.option("--access-log", default=None, metavar="FILE",
+              help="Write a JSON line per request to FILE ('-' for stdout), off the "
+                   "request path.")
+@service_options
 @observe_options
 @proxy_options
 def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, listen_host: str,
                    addresses: tuple[str, ...], controller_name: str, lease_namespace: str,
                    lease_name: str, lease_duration: float, identity: str | None, hash_on: str,
-                   verbose: bool, address_pool: str | None, observe: str | None,
+                   verbose: bool, address_pool: str | None, strict: bool,
+                   access_log: str | None, observe: str | None,
                    observe_out: str, observe_window: float, **settings: object) -> None:
-    """Run as a Gateway API controller against a Kubernetes API server."""
+    """Run as a Gateway API controller against a Kubernetes API server.
+
+    With --gateway-services every Gateway gets a LoadBalancer Service of its own (created,
+    updated and deleted by the leader; garbage-collected with its Gateway) whose ports
+    map the listener ports to internal ports this proxy binds for that Gateway alone."""
 
     from rauta.controller import run_controller
 
     check_pool(address_pool)
+    services = service_mode(settings)
     if address_pool and addresses:
         raise click.UsageError("--address-pool and --gateway-address exclude each other")
+    if services is not None and addresses:
+        raise click.UsageError("--gateway-services and --gateway-address exclude each other "
+                               "(use --address-fallback)")
     setup_logging(verbose)
     tune_gc()
     obs = observe_settings(observe, observe_out, observe_window)
     sys.exit(runloop.run(run_controller(
-        address_pool=address_pool, **obs,
+        address_pool=address_pool, gateway_services=services, strict=strict,
+        access_log=access_log, **obs,
         kubeconfig=kubeconfig, admin=admin, namespace=namespace, controller_name=controller_name,
         listen_host=listen_host, addresses=list(addresses), lease_namespace=lease_namespace,
         lease_name=lease_name, lease_duration=lease_duration, identity=identity,
