@@ -79,7 +79,9 @@ FEATURES: tuple[Feature, ...] = (
          needs_pool=True),
     _yes("GatewayAddressEmpty", "extended",
          "{type: IPAddress} with no value gets a pool address", needs_pool=True),
-    _no("GatewayInfrastructure", "extended", "spec.infrastructure is rejected (Accepted=False)"),
+    _yes("GatewayInfrastructure", "extended",
+         "labels and annotations go on the generated per-Gateway Service; parametersRef "
+         "gets InvalidParameters (no parameters kind)", needs_services=True),
     _no("GatewayBackendClientCertificate", "extended", "spec.tls is rejected (no backend TLS)"),
     _no("GatewayFrontendClientCertificateValidation", "extended",
         "tls.frontendValidation is rejected (no mTLS)"),
@@ -137,8 +139,9 @@ def supported(address_pool: bool = True, *, services: bool = False) -> tuple[Fea
 
 def supported_features_flag() -> str:
     """The value of the conformance suite's ``--supported-features`` flag (comma list);
-    the suite runs rauta with an address pool."""
-    return ",".join(f.name for f in supported())
+    the suite runs rauta with an address pool and ``--gateway-services``
+    (``conformance/run_lab.py``)."""
+    return ",".join(f.name for f in supported(services=True))
 
 
 def feature_results(report_profile: Mapping[str, Any], tests: Mapping[str, frozenset[str]],
@@ -178,7 +181,9 @@ def markdown_table(results: Mapping[str, str] | None = None, source: str = "") -
              f"{SUITE_VERSION}); the conformance column is from {source or 'no report'}:", "",
              "| Feature | Level | Supported | Conformance | Note |", "|---|---|---|---|---|"]
     for f in FEATURES:
-        sup = ("yes, with `--address-pool`" if f.needs_pool else "yes") if f.supported else "no"
+        sup = ("yes, with `--address-pool`" if f.needs_pool else
+               "yes, with `--gateway-services`" if f.needs_services else "yes"
+               ) if f.supported else "no"
         conf = res.get(f.name, "not claimed" if not f.supported else "not run")
         lines.append(f"| `{f.name}` | {f.level} | {sup} | {conf} | {f.note} |")
     return "\n".join(lines) + "\n"

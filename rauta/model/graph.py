@@ -31,6 +31,8 @@ Rules:
   that Service's load-balancer ingress, else the fallback, else Programmed=False
   AddressNotAssigned (the listeners are served all the same: the load balancer needs
   them to be up). A range with no free port left is AddressNotAssigned, nothing served.
+  With an address pool too, addresses come from the pool and each listener is bound on
+  both sockets, (pool address, listener port) and (listen host, internal port).
 - A field rauta does not implement is never pretended: a Gateway with ``spec.tls``
   (client-certificate validation) or ``spec.infrastructure`` is not accepted (Accepted
   False, reason Invalid, or InvalidParameters for ``infrastructure.parametersRef``; see
@@ -157,6 +159,9 @@ class ListenerState:
     # The internal port the listener is bound on (``--gateway-services``), else None: it
     # is then bound on its own spec.port.
     bind_port: int | None = None
+    # With an address pool as well: the internal port the listener is *also* bound on,
+    # on the listen host (the Service's targetPort), besides (pool address, spec.port).
+    service_port: int | None = None
 
     @property
     def listen_port(self) -> int:
@@ -423,20 +428,24 @@ class Graph(BackendResolver):
 
     def _assign_services(self, mode: ServiceMode) -> None:
         """``--gateway-services`` (``services.plan_gateways``): internal ports, desired
-        Services, status.addresses. With an address pool as well, the pool decides where
-        listeners bind and what status.addresses say; the Services are generated all
-        the same."""
+        Services, status.addresses. With an address pool as well, the pool decides what
+        status.addresses say and listeners bind on (pool address, listener port) and on
+        (listen host, internal port), so the generated Services' targetPorts are served
+        too (``ListenerState.service_port``)."""
         ours = [g for g in self.gateways if not g.rejected and g.unassigned is None]
         plans = plan_gateways([g.obj for g in ours], self.snapshot.of_kind(Service), mode,
                               self.controller_name)
         for gw in ours:
             plan = plans[gw.key]
+            ports = plan.allocation.as_dict()
             if plan.allocation.problem is not None:
                 gw.unassigned = plan.allocation.problem
                 for lis in gw.listeners:
                     lis.address_ok = False
-            elif self.address_pool is None:
-                ports = plan.allocation.as_dict()
+            elif self.address_pool is not None:
+                for lis in gw.listeners:
+                    lis.service_port = ports.get(lis.spec.port)
+            else:
                 for lis in gw.listeners:
                     lis.bind_port = ports.get(lis.spec.port)
                 gw.status_addresses, gw.address_problem = plan.addresses, plan.address_problem

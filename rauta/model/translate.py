@@ -38,6 +38,8 @@ Rules:
   with that reason; its listeners get Programmed=False, reason Pending (not online),
   and nothing of it is programmed. Without a pool everything is on address "" and
   statuses carry no address (the sink adds its own, if any).
+- ``gateway_services``: listeners on ("", internal port) with ``public_port`` (under a
+  pool as well as on the pool address); ``Translation.services``; see ``graph``.
 - Unresolvable backendRefs stay in the config as ``invalid`` backends that answer 500 for
   their weight's share; ResolvedRefs=False names the first problem.
 """
@@ -54,13 +56,7 @@ from rauta.model import hostnames
 from rauta.model.backends import ResolvedBackend, nsname
 from rauta.model.conditions import Condition, CondType, Reason, cond
 from rauta.model.features import supported as _supported_features
-from rauta.model.graph import (
-    DEFAULT_CONTROLLER,
-    Attachment,
-    GatewayState,
-    Graph,
-    ListenerState,
-)
+from rauta.model.graph import DEFAULT_CONTROLLER, Attachment, GatewayState, Graph, ListenerState
 from rauta.model.hostnames import valid_hostname
 from rauta.model.paths import normalize_path
 from rauta.model.resources import (
@@ -94,8 +90,7 @@ _PATH_RANK = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
 class Translation:
     config: cfg.RouterConfig
     statuses: Statuses
-    # ``--gateway-services``: the Service manifests to generate, sorted by namespace/name
-    # (``rauta.model.services.render_service``); empty without the mode.
+    # ``--gateway-services``: the Services to generate, by namespace/name (else empty).
     services: tuple[dict[str, object], ...] = ()
 
 
@@ -103,12 +98,10 @@ class RuleError(Exception):
     """A rule that cannot be programmed (UnsupportedValue)."""
 
 
+# GatewayClass status.supportedFeatures (GEP-2162), by (address pool?, services mode?).
+SUPPORTED_FEATURES = {(pool, svc): tuple(sorted(f.name for f in _supported_features(
+    pool, services=svc))) for pool in (True, False) for svc in (True, False)}
 
-# GatewayClass status.supportedFeatures (GEP-2162): what rauta implements, by name,
-# with and without an address pool and the per-Gateway Services.
-SUPPORTED_FEATURES = {(pool, services): tuple(sorted(
-    f.name for f in _supported_features(pool, services=services)))
-    for pool in (True, False) for services in (True, False)}
 
 def parse_duration_ms(text: str) -> int:
     """Gateway API Duration (``1h2m3s``, ``500ms``) in milliseconds; ``0s`` means none."""
@@ -520,6 +513,9 @@ def assemble(graph: Graph, rules: dict[ListenerId, tuple[cfg.Rule, ...]],
                 ports.setdefault((lis.address, lis.listen_port), []).append(lis)
                 if lis.bind_port is not None:
                     public[(lis.address, lis.listen_port)] = lis.spec.port
+                if lis.service_port is not None:  # pool + services: the Service's port too
+                    ports.setdefault(("", lis.service_port), []).append(lis)
+                    public[("", lis.service_port)] = lis.spec.port
     port_configs: list[cfg.PortConfig] = []
     for address, port in sorted(ports):
         group = sorted(ports[(address, port)], key=lambda lis: (

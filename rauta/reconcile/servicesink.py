@@ -149,5 +149,5 @@ class KubeServiceSink:
             return False
         self.writes.append((write.op, write.namespace, write.name))
         self.metric.labels(write.op, "written").inc()
-        log.info("service %sd: %s/%s", write.op.rstrip("e"), write.namespace, write.name)
+        log.info("service %s: %s/%s", write.op + "d", write.namespace, write.name)
         return True
