@@ -39,6 +39,9 @@ from rauta.reconcile.servicediff import Write, plan
 
 log = logging.getLogger("rauta.services")
 Manifest = Mapping[str, Any]
+# Each write's HTTP method; the keys are the RBAC verbs on Services the writer needs
+# (deploy/base/rbac.yaml grants exactly these; tests/unit/test_deploy_static.py checks).
+METHODS = {"create": "POST", "update": "PUT", "delete": "DELETE"}
 
 
 def is_managed(obj: Manifest, controller_name: str) -> bool:
@@ -121,14 +124,9 @@ class KubeServiceSink:
     async def _write(self, write: Write) -> bool:
         """One write; False when it failed in a way worth a retry."""
         kind = KINDS["Service"]
+        path = kind.path(write.namespace, None if write.op == "create" else write.name)
         try:
-            if write.op == "create":
-                await self.client.request("POST", kind.path(write.namespace), body=write.body)
-            elif write.op == "update":
-                await self.client.request("PUT", kind.path(write.namespace, write.name),
-                                          body=write.body)
-            else:
-                await self.client.request("DELETE", kind.path(write.namespace, write.name))
+            await self.client.request(METHODS[write.op], path, body=write.body)
         except ApiError as exc:
             benign = (exc.status == 409 and write.op != "delete") or (
                 exc.status == 404 and write.op != "create")
