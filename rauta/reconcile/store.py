@@ -121,6 +121,10 @@ class ObjectStore:
             return True
         old = self.raw.get(key)
         if old is not None and _comparable(old) == _comparable(obj):
+            if key in self.parsed:
+                # Nothing the model reads changed, but keep the latest raw object: its
+                # resourceVersion is what a write of it (a generated Service) must carry.
+                self.raw[key] = obj
             return False
         if self.check_fields or self.strict:
             where = f"{key[0]} {key[1]}/{key[2]}" if key[1] else f"{key[0]} {key[2]}"

@@ -766,6 +766,7 @@ class Variant:
     ns: str
     ctl: ControllerProcess | None = None
     broke: list[str] = field(default_factory=list)
+    stale_uid: str = ""  # the stale generated Service's uid: it must be updated in place
 
     @property
     def label(self) -> str:
@@ -817,6 +818,8 @@ def variant_state(api: Api, v: Variant, gc: str, ctl_name: str) -> list[str]:
     if not all(SVC_PORTS[0] <= p.get("targetPort", 0) <= SVC_PORTS[1]
                for p in (svc.get("spec") or {}).get("ports") or [{}]):
         bad.append("stale Service gw-rauta not updated")
+    elif svc.get("metadata", {}).get("uid") != v.stale_uid:
+        bad.append("Service gw-rauta re-created instead of updated in place")
     if api.get("Service", v.ns, "gw2-rauta") is None:
         bad.append("Service gw2-rauta not created")
     if api.get("Service", v.ns, "other-rauta") is not None:
@@ -881,7 +884,8 @@ def test_rbac_minimal_every_rule_is_needed(lab: Lab, rendered: Any,
                                           "listeners": [{"name": "http", "port": port,
                                                          "protocol": "HTTP"}]}})
                for name, cls in (("gw", gc), ("gw2", gc), ("other", f"{gc}-not-ours"))}
-        api.create(generated_service(gws["gw"], ctl_name, 1))  # stale: to be updated
+        stale = api.create(generated_service(gws["gw"], ctl_name, 1))  # to be updated
+        v.stale_uid = stale["metadata"]["uid"]
         api.create(generated_service(gws["other"], ctl_name, 20050))  # to be deleted
         api.create({"apiVersion": GWV, "kind": "HTTPRoute",
                     "metadata": {"name": "rt", "namespace": v.ns},

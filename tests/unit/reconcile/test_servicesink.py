@@ -213,3 +213,14 @@ def test_store_field_check_warns_and_strict_refuses() -> None:
     assert not strict.apply(Event("MODIFIED", typo))  # the last good version is kept
     assert "--strict" in strict.errors[("Gateway", "default", "gw")]
     assert ObjectStore().apply(Event("ADDED", typo))  # no check: as before
+
+
+def test_store_keeps_the_latest_resource_version_of_an_equal_object() -> None:
+    """A write of a generated Service carries the stored resourceVersion: a newer version
+    that changes nothing the model reads must still replace it (else every PUT is 409)."""
+    store = ObjectStore()
+    first = {**svc(), "metadata": {**svc()["metadata"], "resourceVersion": "5"}}
+    store.apply(Event("ADDED", first))
+    newer = {**svc(), "metadata": {**svc()["metadata"], "resourceVersion": "9"}}
+    assert not store.apply(Event("MODIFIED", newer))  # no change for the model
+    assert store.raw[("Service", "default", "gw-rauta")]["metadata"]["resourceVersion"] == "9"
