@@ -9,6 +9,9 @@ background worker turns the difference (``servicediff.plan``) into POST (create)
 Rules:
 - Only the leader writes. A replica that is not the leader keeps the latest desired
   Services, so a new leader writes at once (``resync``, called on taking the Lease).
+  Nothing is written before the first reconcile pass has said what it wants: "no desired
+  Services yet" is not "no Services wanted" (it would delete every one of them, e.g. when
+  the Lease is taken right after start-up).
 - The plan is computed when the worker runs, from the latest desired Services and the
   latest watched ones, so a burst of passes makes one round of writes, and an equal
   Service is never written (``servicediff``: no write, no resourceVersion churn).
@@ -69,6 +72,7 @@ class KubeServiceSink:
         self.is_leader = is_leader
         self.retry_delay = retry_delay
         self.desired: tuple[Manifest, ...] = ()
+        self.known = False  # has a reconcile pass said what it wants yet?
         self.writes: list[tuple[str, str, str]] = []  # (op, namespace, name) written
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -84,6 +88,7 @@ class KubeServiceSink:
     def update(self, desired: Iterable[Manifest]) -> None:
         """The Services the model wants now (after a reconcile pass)."""
         self.desired = tuple(desired)
+        self.known = True
         self._kick()
 
     async def resync(self) -> None:
@@ -109,7 +114,7 @@ class KubeServiceSink:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self.is_leader():
+            if self.is_leader() and self.known:
                 failed = False
                 for write in plan(self.desired, self.managed()):
                     failed |= not await self._write(write)

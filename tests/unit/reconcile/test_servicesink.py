@@ -224,3 +224,19 @@ def test_store_keeps_the_latest_resource_version_of_an_equal_object() -> None:
     newer = {**svc(), "metadata": {**svc()["metadata"], "resourceVersion": "9"}}
     assert not store.apply(Event("MODIFIED", newer))  # no change for the model
     assert store.raw[("Service", "default", "gw-rauta")]["metadata"]["resourceVersion"] == "9"
+
+
+async def test_a_new_leader_deletes_nothing_before_the_first_pass() -> None:
+    """Taking the Lease right after start-up (resync) before any reconcile pass must not
+    read "nothing desired yet" as "delete every generated Service"."""
+    api = FakeApi()
+    api.objects[f"{BASE}/gw-rauta"] = {**svc(), "metadata": {**svc()["metadata"],
+                                                            "resourceVersion": "1"}}
+    sink = sink_for(api)
+    await sink.resync()
+    await sink.flush(5)
+    assert api.calls == [] and f"{BASE}/gw-rauta" in api.objects
+    sink.update([svc()])  # the first pass wants it as it is: still nothing to write
+    await sink.flush(5)
+    assert api.calls == []
+    await sink.close()
