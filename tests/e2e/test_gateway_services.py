@@ -23,6 +23,7 @@ and the per-test world (namespaces, GatewayClass, controller processes) come fro
 from __future__ import annotations
 
 import http.client
+import time
 from typing import Any
 
 import pytest
@@ -89,10 +90,10 @@ def test_per_gateway_services_end_to_end(env: Env) -> None:
     api.create(gateway(ns, "two", env.gc, [listener("http", 80)]))
     api.create(route(ns, "r1", [{"name": "one"}], [redirect_rule("/a", "a.example")]))
     api.create(route(ns, "r2", [{"name": "two"}], [redirect_rule("/b", "b.example")]))
-    ctl = env.controller(listen_host=host, extra=(
-        "--gateway-services", "--internal-ports", f"{PORTS[0]}-{PORTS[1]}",
-        "--service-selector", "app.kubernetes.io/name=rauta",
-        "--address-fallback", FALLBACK))
+    flags = ("--gateway-services", "--internal-ports", f"{PORTS[0]}-{PORTS[1]}",
+             "--service-selector", "app.kubernetes.io/name=rauta",
+             "--address-fallback", FALLBACK)
+    ctl = env.controller(listen_host=host, lease_duration=3.0, extra=flags)
     procs = (ctl,)
     with logs_on_failure(ctl):
         # -- the Services, as generated
@@ -171,6 +172,26 @@ def test_per_gateway_services_end_to_end(env: Env) -> None:
         assert service_of(env, "one") is not None
         written = ctl.metric("rauta_service_writes_total", op="create", outcome="written")
         assert written == 2, written  # no Service was created twice
+        kept = service_of(env, "one")
+        assert kept is not None
+    ctl.stop()
+    # The new controller takes a fresh Lease at once, before its first reconcile pass
+    # (the start-up race a new leader must survive).
+    env.api.delete("Lease", ns, f"rauta-{env.id}")
+
+    # -- a restarted controller (a new leader) finds everything as it wants it: no write,
+    # and above all no delete-and-recreate of the Services that exist
+    ctl2 = env.controller(listen_host=host, lease_duration=3.0, extra=flags)
+    with logs_on_failure(ctl2):
+        wait_until(lambda: ctl2.is_leader(), 20, "the new controller leading", (ctl2,))
+        wait_until(lambda: get(host, p_one, "/a") == (302, "http://a.example/a"), 20,
+                   "Gateway one served by the new controller", (ctl2,))
+        time.sleep(2.0)  # a pass after taking the Lease has had time to write, if it would
+        again = service_of(env, "one")
+        assert again is not None
+        assert again["metadata"]["uid"] == kept["metadata"]["uid"]
+        assert again["metadata"]["resourceVersion"] == kept["metadata"]["resourceVersion"]
+        assert ctl2.metric("rauta_service_writes_total") == 0
 
 
 def _refused(host: str, port: int) -> bool:
