@@ -135,12 +135,23 @@ def _fields(prefix: str, names: list[str]) -> str:
     return text + (" is" if len(names) == 1 else " are")
 
 
+def _s(group: list[ListenerState]) -> str:
+    """Plural suffix for the *other* listeners of a group (the group minus one)."""
+    return "s" if len(group) > 2 else ""
+
+
+def _who(lis: ListenerState) -> str:
+    meta = lis.gateway.metadata
+    return f"listener {lis.spec.name!r} of Gateway {nsname(meta.namespace, meta.name)}"
+
+
 @dataclass
 class ListenerState:
     gateway: Gateway
     spec: Listener
     accepted: tuple[bool, Reason, str] = (True, Reason.ACCEPTED, "")
     conflicted: Reason | None = None  # HostnameConflict / ProtocolConflict
+    conflict_note: str = ""  # who it conflicts with (the Conflicted condition's message)
     resolved: tuple[bool, Reason, str] = (True, Reason.RESOLVED_REFS, "")
     tls_ok: bool = True  # HTTPS only: at least one usable certificate and no bad ref
     supported_kinds: tuple[tuple[str, str], ...] = (HTTPROUTE_KIND,)
@@ -392,22 +403,34 @@ class Graph(BackendResolver):
 
     @staticmethod
     def _conflicts(listeners: Iterable[ListenerState]) -> None:
-        """Within one Gateway: listeners sharing a port clash on protocol or hostname."""
+        """Within one Gateway: listeners sharing a port clash on protocol or hostname. No
+        listener of a clashing group wins; each one's note names the others."""
         by_port: dict[int, list[ListenerState]] = {}
         for lis in listeners:
             if lis.accepted[0]:
                 by_port.setdefault(lis.spec.port, []).append(lis)
-        for group in by_port.values():
+        for port, group in sorted(by_port.items()):
             if len({lis.protocol for lis in group}) > 1:
                 for lis in group:
                     lis.conflicted = Reason.PROTOCOL_CONFLICT
+                    others = ", ".join(f"{o.spec.name!r} ({o.protocol})" for o in group
+                                       if o is not lis)
+                    lis.conflict_note = (f"port {port} is also used by listener{_s(group)} "
+                                         f"{others} of this Gateway with another protocol; "
+                                         "none of them is served")
                 continue
-            counts: dict[str, int] = {}
+            by_host: dict[str, list[ListenerState]] = {}
             for lis in group:
-                counts[lis.hostname] = counts.get(lis.hostname, 0) + 1
-            for lis in group:
-                if counts[lis.hostname] > 1:
+                by_host.setdefault(lis.hostname, []).append(lis)
+            for host, same in by_host.items():
+                if len(same) < 2:
+                    continue
+                for lis in same:
                     lis.conflicted = Reason.HOSTNAME_CONFLICT
+                    others = ", ".join(repr(o.spec.name) for o in same if o is not lis)
+                    lis.conflict_note = (f"port {port} with hostname {host or '*'!r} is also "
+                                         f"used by listener{_s(same)} {others} of this "
+                                         "Gateway; none of them is served")
 
     def _assign_addresses(self) -> None:
         """Give every accepted Gateway its address (``addresses.allocate``)."""
@@ -458,7 +481,7 @@ class Graph(BackendResolver):
         hostname on that address keeps it. Gateways left without an address under a pool
         serve nothing and take part in no conflict."""
         owner: dict[tuple[str, int], ListenerState] = {}
-        claimed: dict[tuple[str, int, str], Gateway] = {}
+        claimed: dict[tuple[str, int, str], ListenerState] = {}
         for gw in self.gateways:
             if self.address_pool is not None and not gw.address:
                 continue
@@ -466,18 +489,18 @@ class Graph(BackendResolver):
                 if not lis.accepted[0] or lis.conflicted is not None:
                     continue
                 first = owner.setdefault((gw.address, lis.listen_port), lis)
+                where = f"port {lis.spec.port}" + (f" on {gw.address}" if gw.address else "")
                 if lis.protocol != first.protocol:
-                    other = first.gateway.metadata
-                    where = f"port {lis.spec.port}" + (f" on {gw.address}" if gw.address else "")
                     lis.accepted = (False, Reason.PORT_UNAVAILABLE,
-                                    f"{where} is already served as "
-                                    f"{first.protocol} by Gateway "
-                                    f"{nsname(other.namespace, other.name)}")
+                                    f"{where} is already served as {first.protocol} by "
+                                    f"{_who(first)}, which is older and keeps it")
                     continue
-                holder = claimed.setdefault((gw.address, lis.listen_port, lis.hostname),
-                                            lis.gateway)
-                if holder is not lis.gateway:
+                holder = claimed.setdefault((gw.address, lis.listen_port, lis.hostname), lis)
+                if holder.gateway is not lis.gateway:
                     lis.conflicted = Reason.HOSTNAME_CONFLICT
+                    lis.conflict_note = (f"{where} with hostname {lis.hostname or '*'!r} is "
+                                         f"already served by {_who(holder)}, which is "
+                                         "older and keeps it; this listener is not served")
 
     # ------------------------------------------------------------------ routes
 

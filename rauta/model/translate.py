@@ -367,10 +367,7 @@ def _listener_status(lis: ListenerState, applied: Applied | None,
     rok, rreason, rmsg = lis.resolved
     conds.append(cond(CondType.RESOLVED_REFS, rok, rreason, rmsg))
     if lis.conflicted is not None:
-        conds.append(cond(CondType.CONFLICTED, True, lis.conflicted,
-                          "another listener uses the same port with "
-                          + ("another protocol" if lis.conflicted == Reason.PROTOCOL_CONFLICT
-                             else "the same hostname")))
+        conds.append(cond(CondType.CONFLICTED, True, lis.conflicted, lis.conflict_note))
     else:
         conds.append(cond(CondType.CONFLICTED, False, Reason.NO_CONFLICTS))
     return ListenerStatus(name=lis.spec.name, supported_kinds=lis.supported_kinds,

@@ -36,13 +36,13 @@ Rules:
 - ``fail`` before the head left → a proxy-made error response on the stream; after →
   RST_STREAM(INTERNAL_ERROR): a truncated body never ends with END_STREAM.
 - A client RST_STREAM cancels the stream's Exchange; ``RESET_BUDGET`` resets beyond the
-  streams completed (rapid reset) → GOAWAY(ENHANCE_YOUR_CALM). A client GOAWAY ends the
-  connection (the h2 library sends nothing after it).
+  streams completed (rapid reset) → GOAWAY(ENHANCE_YOUR_CALM); a client GOAWAY closes.
 - Timers (the listener's sweep calls ``check_timers``): ``idle_timeout`` with no stream
   (PINGs keep nothing alive), ``body_timeout`` per stream (408 before the head, else a
   reset), ``send_timeout`` for a stream whose window stays shut and for a transport that
   takes nothing, and the Exchange's response-head deadline.
-- Answered streams are counted in the request metrics as HTTP/1 requests are.
+- Metrics, access-log records (``request.record``) and the warning of every proxy-made
+  5xx (``request.log_5xx``) come from the functions HTTP/1 requests go through.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ from hyperframe.frame import GoAwayFrame
 from rauta.model.routing import Decision
 from rauta.proxy import headers as hdr
 from rauta.proxy.exchange import Exchange
-from rauta.proxy.request import ALLOW, Request, decide, h2_request, record
+from rauta.proxy.request import ALLOW, Request, decide, h2_request, log_5xx, record
 
 if TYPE_CHECKING:
     from rauta.proxy.server import Listener
@@ -110,8 +110,7 @@ class H2Stream:
         self.status = self.buffered = self.unacked = self.to_ack = self.received = 0
         self.ending = False  # end_response came: END_STREAM once ``out`` is sent
         self.upload_paused = self.download_paused = self.closed = False
-        self.last_data = req.t0
-        self.blocked_since = 0.0
+        self.last_data, self.blocked_since = req.t0, 0.0
 
     # ------------------------------------------------------------------ Downstream
 
@@ -157,6 +156,7 @@ class H2Stream:
             self.respond(status, text)
         else:
             self.status = status
+            log_5xx(self.conn.listener.port, self.decision, status, text, after="stream reset")
             self.conn.reset(self, ErrorCodes.INTERNAL_ERROR, record=True)
         self.conn.write_out()
 
@@ -176,6 +176,7 @@ class H2Stream:
         if self.exchange is not None:
             self.exchange.cancel()
             self.exchange = None
+        log_5xx(self.conn.listener.port, self.decision, status, text)
         block, payload = hdr.h2_simple_response(status, text, headers or (),
                                                 head_only=self.req.method == "HEAD")
         self.status, self.head, self.resp, self.ending = status, block, RESP_HELD, True
@@ -516,7 +517,8 @@ class H2Connection(asyncio.Protocol):
         s.buffered = 0
 
     def _record(self, s: H2Stream) -> None:
-        record(self.rt, self.listener.port, s.decision, s.status, self.loop.time() - s.req.t0)
+        record(self.rt, self.listener.port, s.decision, s.status, self.loop.time() - s.req.t0,
+               access_log=self.listener.access_log, req=s.req, client_ip=self.client_ip)
 
     def write_out(self) -> None:
         """Write what the h2 library queued; a draining connection closes when idle."""

@@ -28,12 +28,18 @@ Rules:
   else ``known_length`` (the whole body was seen with the head), else chunked; an empty
   body has no framing except ``Content-Length: 0`` for POST, PUT and PATCH.
 - ``record``: every answered request is counted once, by listener port, route, rule,
-  backend and status, with its time since the head (``metrics.observe_request``).
+  backend and status, with its time since the head (``metrics.observe_request``), and,
+  with an access log, handed to it as one tuple (``AccessLog.add``). Both protocols call
+  it when a request is answered, so the metrics and the JSON lines are the same for both.
+- ``log_5xx``: every 5xx the proxy makes itself (not 505) is one warning line naming the
+  listener port, route, rule (``rule_label``) and backend; both protocols call it.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+from typing import TYPE_CHECKING
 
 from rauta.model.config import EMPTY, RouterConfig
 from rauta.model.hostnames import matches as host_matches
@@ -43,13 +49,18 @@ from rauta.model.rule_index import port_index
 from rauta.proxy import headers as hdr
 from rauta.proxy.runtime import Runtime
 
+if TYPE_CHECKING:
+    from rauta.proxy.accesslog import AccessLog
+
+log = logging.getLogger("rauta.proxy.server")  # the logger the 5xx lines always used
+
 ALLOW = [("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")]
 MISDIRECTED = "misdirected request: Host does not match the TLS server name"
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # an empty body is sent as length 0
 
-__all__ = ["ALLOW", "MISDIRECTED", "Request", "decide", "h2_request", "method_refusal",
-           "misdirected", "record"]
+__all__ = ["ALLOW", "MISDIRECTED", "Request", "decide", "h2_request", "log_5xx",
+           "method_refusal", "misdirected", "record", "rule_label"]
 
 
 class Request:
@@ -172,11 +183,40 @@ def h2_request(rt: Runtime, fields: list[tuple[bytes, bytes]], *, ended: bool,
     return req, bad
 
 
-def record(rt: Runtime, port: int, decision: Decision | None, status: int,
-           seconds: float) -> None:
-    """Count one answered request in the metrics (see the module doc)."""
+def rule_label(decision: Decision | None) -> str:
+    """The rule as logs and metrics name it: its ``name`` when it has one, else its index."""
+    rule = decision.rule if decision is not None else None
+    if rule is None:
+        return ""
+    return rule.rule_name or str(rule.rule_index)
+
+
+def record(rt: Runtime, port: int, decision: Decision | None, status: int, seconds: float,
+           *, access_log: AccessLog | None = None, req: Request | None = None,
+           client_ip: str = "") -> None:
+    """Count one answered request in the metrics and the access log (see the module doc)."""
     rule = decision.rule if decision is not None else None
     backend = decision.backend if decision is not None else None
-    rt.metrics.observe_request(port, rule.route if rule else "",
-                               rule.rule_index if rule else -1,
-                               backend.name if backend else "", status, seconds)
+    route = rule.route if rule else ""
+    name = backend.name if backend else ""
+    rt.metrics.observe_request(port, route, rule.rule_index if rule else -1, name, status,
+                               seconds)
+    if access_log is not None and req is not None:
+        access_log.add(client_ip, req.method, req.url, req.host, req.version, status, port,
+                       route, rule_label(decision), name, seconds)
+
+
+def log_5xx(port: int, decision: Decision | None, status: int, text: str, *,
+            after: str = "") -> None:
+    """The one warning line of a proxy-made answer ``status`` (see the module doc): none
+    below 500 or for 505 (the client's version). ``after``: what became of a response
+    whose head had left (``connection dropped``, ``stream reset``)."""
+    if status < 500 or status == 505:
+        return
+    if after:
+        text = f"{text} after the response head ({after})"
+    rule = decision.rule if decision is not None else None
+    backend = decision.backend if decision is not None else None
+    log.warning("port %d: %d %s (route %s, rule %s, backend %s)", port, status, text,
+                (rule.route if rule else "") or "-", rule_label(decision) or "-",
+                (backend.name if backend else "") or "-")

@@ -50,8 +50,9 @@ Rules:
   stalled body (408), stalled writes, lingering; connections above ``max_connections``
   are closed at accept.
 - Every 5xx the proxy makes itself (502/503/504, 500 for a missing backend) is a warning
-  line naming the listener port, route, rule and backend. With an access log
-  (``Listener.access_log``) every answered request is handed to it as a tuple.
+  line naming the listener port, route, rule and backend (``request.log_5xx``). With an
+  access log (``Listener.access_log``) every answered request is handed to it as a tuple
+  (``request.record``; HTTP/2 streams go through the same two functions).
 """
 
 from __future__ import annotations
@@ -71,7 +72,15 @@ from rauta.proxy import headers as hdr
 from rauta.proxy.accesslog import AccessLog
 from rauta.proxy.exchange import Exchange
 from rauta.proxy.h2 import H2Connection
-from rauta.proxy.request import ALLOW, Request, decide, method_refusal, record
+from rauta.proxy.request import (
+    ALLOW,
+    Request,
+    decide,
+    log_5xx,
+    method_refusal,
+    record,
+    rule_label,  # noqa: F401  (re-exported: its home was here)
+)
 from rauta.proxy.runtime import Runtime
 from rauta.proxy.tls import PortTLS
 
@@ -86,14 +95,6 @@ _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 _CLOSING = frozenset({400, 408, 413, 414, 431, 501, 505})
 
 __all__ = ["ClientConnection", "Listener", "Request", "Runtime"]
-
-
-def rule_label(decision: Decision | None) -> str:
-    """The rule as logs and metrics name it: its ``name`` when it has one, else its index."""
-    rule = decision.rule if decision is not None else None
-    if rule is None:
-        return ""
-    return rule.rule_name or str(rule.rule_index)
 
 
 class Listener:
@@ -519,22 +520,12 @@ class ClientConnection(asyncio.Protocol):
             self._finish(req)
 
     def _record(self, req: Request) -> None:
-        seconds = self.loop.time() - req.t0
-        record(self.rt, self.listener.port, self.decision, self.status, seconds)
-        alog = self.listener.access_log
-        if alog is not None:
-            d = self.decision
-            alog.add(self.client_ip, req.method, req.url, req.host, req.version, self.status,
-                     self.listener.port, d.rule.route if d is not None and d.rule else "",
-                     rule_label(d), d.backend.name if d is not None and d.backend else "",
-                     seconds)
+        record(self.rt, self.listener.port, self.decision, self.status,
+               self.loop.time() - req.t0, access_log=self.listener.access_log, req=req,
+               client_ip=self.client_ip)
 
-    def _log_5xx(self, status: int, text: str) -> None:
-        d = self.decision
-        route = d.rule.route if d is not None and d.rule else ""
-        backend = d.backend.name if d is not None and d.backend else ""
-        log.warning("port %d: %d %s (route %s, rule %s, backend %s)", self.listener.port,
-                    status, text, route or "-", rule_label(d) or "-", backend or "-")
+    def _log_5xx(self, status: int, text: str, after: str = "") -> None:
+        log_5xx(self.listener.port, self.decision, status, text, after=after)
 
     def _retire(self, req: Request) -> None:
         self._record(req)
@@ -648,7 +639,7 @@ class ClientConnection(asyncio.Protocol):
             self.resp = RESP_NONE
             self.respond(status, text, close=not req.complete)
         else:
-            self._log_5xx(status, f"{text} after the response head (connection dropped)")
+            self._log_5xx(status, text, after="connection dropped")
             self.status = status
             self._record(req)
             self.abort()
@@ -666,8 +657,7 @@ class ClientConnection(asyncio.Protocol):
         """Answer the active request with a proxy-made response (nothing sent yet)."""
         req = self.active
         assert req is not None and self.resp == RESP_NONE
-        if status >= 500 and status != 505:
-            self._log_5xx(status, text)
+        self._log_5xx(status, text)
         keep = (req.keep_alive and not self.draining and not close and status not in _CLOSING
                 and (req.complete or self._can_discard(req)))
         self.status = status
