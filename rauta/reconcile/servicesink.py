@@ -23,7 +23,9 @@ Rules:
 - Races with the watch are harmless: a create that finds the Service already there (409
   AlreadyExists), an update whose resourceVersion is stale (409 Conflict) and a delete of
   a Service already gone (404) are not errors; the watch event that follows brings the
-  new state and the next round. Other failures are logged and retried after a backoff.
+  new state and the next round (after a lost update, a round also runs a second later,
+  with the resourceVersion the watch has brought by then, in case nothing the model
+  reads changed). Other failures are logged and retried after a backoff.
 - Outcomes are counted in ``rauta_service_writes_total{op, outcome}``.
 """
 
@@ -73,6 +75,7 @@ class KubeServiceSink:
         self.retry_delay = retry_delay
         self.desired: tuple[Manifest, ...] = ()
         self.known = False  # has a reconcile pass said what it wants yet?
+        self._stale = False  # an update of this round met a newer resourceVersion
         self.writes: list[tuple[str, str, str]] = []  # (op, namespace, name) written
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -116,6 +119,7 @@ class KubeServiceSink:
             self._wake.clear()
             if self.is_leader() and self.known:
                 failed = False
+                self._stale = False
                 for write in plan(self.desired, self.managed()):
                     failed |= not await self._write(write)
                 if failed:
@@ -123,6 +127,8 @@ class KubeServiceSink:
                     self.retry_delay = min(30.0, self.retry_delay * 2)
                 else:
                     self.retry_delay = 1.0
+                    if self._stale:  # an update lost a race: again, with what the watch
+                        asyncio.get_running_loop().call_later(1.0, self._kick)  # brought
             if not self._wake.is_set():
                 self._idle.set()
 
@@ -137,6 +143,7 @@ class KubeServiceSink:
                 exc.status == 404 and write.op != "create")
             self.metric.labels(write.op, "raced" if benign else "error").inc()
             if benign:
+                self._stale |= write.op == "update" and exc.status == 409
                 log.debug("service %s %s/%s raced the watch (%s)", write.op, write.namespace,
                           write.name, exc)
                 return True

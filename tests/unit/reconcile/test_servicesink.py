@@ -5,6 +5,7 @@ plus the store's field validation (``--strict`` of ``rauta controller``)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -239,4 +240,27 @@ async def test_a_new_leader_deletes_nothing_before_the_first_pass() -> None:
     sink.update([svc()])  # the first pass wants it as it is: still nothing to write
     await sink.flush(5)
     assert api.calls == []
+    await sink.close()
+
+
+async def test_a_lost_update_is_tried_again_with_the_newer_version() -> None:
+    """An update that meets a newer resourceVersion (409) runs again a second later,
+    with what the watch brought meanwhile, even if no reconcile pass asks for it."""
+    api = FakeApi()
+    sink = KubeServiceSink(api, controller_name=CTL, existing=api.list, retry_delay=1.0)
+    sink.update([svc()])
+    await sink.flush(5)
+    live = api.objects[f"{BASE}/gw-rauta"]
+    seen = copy.deepcopy(live)  # what the watch delivered
+    live["metadata"]["resourceVersion"] = "999"  # someone else wrote since
+    sink.existing = lambda: [seen]
+    sink.update([svc(target=10001)])
+    await sink.flush(5)
+    assert live["spec"]["ports"][0]["targetPort"] == 10000  # lost the race
+    sink.existing = api.list  # the watch catches up, without a change the model sees
+    for _ in range(40):
+        await asyncio.sleep(0.1)
+        if api.objects[f"{BASE}/gw-rauta"]["spec"]["ports"][0]["targetPort"] == 10001:
+            break
+    assert api.objects[f"{BASE}/gw-rauta"]["spec"]["ports"][0]["targetPort"] == 10001
     await sink.close()
