@@ -251,6 +251,9 @@ def needed_cluster_pairs() -> set[tuple[str, str, str]]:
         kind = KINDS[name]
         group = kind.api_version.rpartition("/")[0]
         pairs |= {(group, kind.plural, "get"), (group, f"{kind.plural}/status", "update")}
+    # --gateway-services (on in deploy/): the generated Services' writes
+    from rauta.reconcile.servicesink import METHODS
+    pairs |= {("", KINDS["Service"].plural, verb) for verb in METHODS}
     return pairs
 
 
