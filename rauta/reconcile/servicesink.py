@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter
 from rauta.model.services import CONTROLLER_ANNOTATION, GATEWAY_NAME_LABEL
 from rauta.reconcile.kube import KINDS, ApiError
 from rauta.reconcile.servicediff import Write, plan
+from rauta.reconcile.worker import BackgroundWriter
 
 log = logging.getLogger("rauta.services")
 Manifest = Mapping[str, Any]
@@ -61,7 +62,7 @@ def is_managed(obj: Manifest, controller_name: str) -> bool:
                for ref in meta.get("ownerReferences") or ())
 
 
-class KubeServiceSink:
+class KubeServiceSink(BackgroundWriter):
     """Writes the generated Services through ``client`` (a ``KubeClient``)."""
 
     def __init__(self, client: Any, *, controller_name: str,
@@ -77,10 +78,7 @@ class KubeServiceSink:
         self.known = False  # has a reconcile pass said what it wants yet?
         self._stale = False  # an update of this round met a newer resourceVersion
         self.writes: list[tuple[str, str, str]] = []  # (op, namespace, name) written
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._worker: asyncio.Task[None] | None = None
+        BackgroundWriter.__init__(self, "service-writer")
         self.metric = Counter("rauta_service_writes",
                               "Writes of generated per-Gateway Services, by outcome",
                               ["op", "outcome"], registry=registry)
@@ -99,19 +97,9 @@ class KubeServiceSink:
         self._kick()
 
     def _kick(self) -> None:
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._run(), name="service-writer")
+        self._start_worker()
         self._idle.clear()
         self._wake.set()
-
-    async def flush(self, timeout: float = 30.0) -> None:
-        """Wait until the latest round of writes is done."""
-        await asyncio.wait_for(self._idle.wait(), timeout)
-
-    async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
