@@ -13,6 +13,11 @@ minute). Prints and writes JSON (default bench/results/observer.json):
   ends), and hook + a consumer thread; median of 5 interleaved runs each; the ratio to
   "none".
 
+- series: the ``rauta_observer_*`` series one Metrics registry exposes for a 1,000-route
+  config (one rule and one backend each) with traffic on every route x status class
+  (1xx..5xx) and in-kernel histograms for every route x class: counted per family.
+  Pure (a stand-in kernel source), so it runs without BPF too.
+
 Rules: every load is bounded by a count or a duration; the netns pair is removed at the
 end, even on failure; needs root and bcc (scripts/setup-bpf.sh), else it says why and
 exits 0.
@@ -292,6 +297,87 @@ def bench_overhead(runs: int, pp_s: float, bulk_mib: int) -> dict:  # type: igno
     return out
 
 
+class _FakeKernel:
+    """A kernel source with histograms for every (route id, class) of ``ids``."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+    def watch(self, endpoints) -> None:  # type: ignore[no-untyped-def]
+        self.ids = sorted({i for i in endpoints.values() if i})
+
+    def set_flow_route(self, client, server, route_id) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def poll(self, timeout_ms: int) -> list:  # type: ignore[type-arg]
+        return []
+
+    def counters(self) -> dict[str, int]:
+        from rauta.observe import decode
+
+        return {name: 0 for name in decode.COUNTERS} | {"perf_lost": 0, "lost_ringbuf": 0}
+
+    def histograms(self) -> dict[tuple[int, int], list[int]]:
+        from rauta.observe import decode
+
+        return {(i | decode.ROUTE_FROM_WATCH, c): [1] * decode.NBUCKETS
+                for i in self.ids for c in range(1, 6)}
+
+    def close(self) -> None:
+        pass
+
+
+def bench_series(routes: int = 1000) -> dict:  # type: ignore[type-arg]
+    from rauta.model.config import (
+        Backend,
+        ListenerRoutes,
+        Match,
+        PathMatch,
+        PortConfig,
+        RouterConfig,
+        Rule,
+    )
+    from rauta.model.config import Endpoint as MEndpoint
+    from rauta.observe import decode
+    from rauta.observe.events import Endpoint, HttpEvent
+    from rauta.observe.output import Metrics
+    from rauta.observe.pipeline import Pipeline
+
+    rules = tuple(
+        Rule(route=f"ns{i % 50}/r{i}", rule_index=0, match_index=0, hostname="",
+             match=Match(path=PathMatch(type="PathPrefix", value=f"/r{i}")),
+             backends=(Backend(name=f"ns{i % 50}/svc{i}:80", weight=1,
+                               endpoints=(MEndpoint(address=f"10.9.{i // 250}.{i % 250 + 1}",
+                                                    port=8080),)),))
+        for i in range(routes))
+    cfg = RouterConfig(ports=(PortConfig(port=80, protocol="HTTP", listeners=(
+        ListenerRoutes(gateway="gw/gw", listener="l", hostname="", rules=rules),)),))
+    kernel = _FakeKernel()
+    metrics = Metrics()
+    pipe = Pipeline("xdp", config=cfg, kernel=kernel, metrics=metrics,
+                    bucket_bounds=decode.bucket_bounds())
+    pipe.update_config(cfg)
+    t = 1_000_000_000
+    evs = []
+    for i, r in enumerate(rules):
+        ep = r.backends[0].endpoints[0]
+        for k, status in enumerate((101, 200, 302, 404, 503)):
+            t += 1000
+            evs.append(HttpEvent("xdp", "upstream", Endpoint("10.8.0.1", 40000 + k),
+                                 Endpoint(ep.address, ep.port), "GET", f"/r{i}/x{k}", 0, False,
+                                 status, t - 500_000, t))
+    pipe.process(evs)
+    families: dict[str, int] = {}
+    for fam in metrics.registry.collect():
+        n = sum(1 for smp in fam.samples if smp.name.startswith("rauta_observer_"))
+        if n:
+            families[fam.name] = n
+    total = sum(families.values())
+    return {"routes": routes, "status_classes": 5, "events": len(evs), "series_total": total,
+            "per_family": dict(sorted(families.items())),
+            "series_per_route": round(total / routes, 1)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--role")
@@ -310,14 +396,19 @@ def main() -> int:
         return 0
     from rauta.observe.kernel import bpf_available
 
+    series = bench_series(1000)
+    print(json.dumps(series), flush=True)
+    print(f"series at 1,000 routes: {series['series_total']} rauta_observer_* series "
+          f"({series['series_per_route']} per route); per family {series['per_family']}")
     reason = bpf_available()
     if reason:
-        print(f"bench_observer: skipped: {reason}")
+        print(f"bench_observer: kernel parts skipped: {reason}")
         return 0
     if a.quick:
         a.seconds, a.runs = 1.0, 3
     flood = build_flood()
-    results: dict = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}  # type: ignore[type-arg]
+    results: dict = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()},  # type: ignore[type-arg]
+                     "series": series}
     try:
         for tr in ("ring", "perf"):
             r = bench_events(tr, a.rate, a.seconds, flood)

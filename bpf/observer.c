@@ -142,7 +142,9 @@ struct vlan_hdr_ {
 BPF_PERCPU_ARRAY(counters, u64, C_NCOUNTERS);
 BPF_PERCPU_ARRAY(scratch, struct http_ev, 1);
 BPF_PERCPU_ARRAY(hzero, struct hist_val, 1);
-BPF_ARRAY(config, u32, 4);  // [0]: 1 = filter on the watched map
+// [0]: the filter. 0 (as loaded) and 1: only watched endpoints are reported; 2: every
+// endpoint. Closed until userspace opens it, so nothing unwatched slips in at load time.
+BPF_ARRAY(config, u32, 4);
 BPF_TABLE("lru_hash", struct flow_key, struct http_ev, flows, FLOW_ENTRIES);
 BPF_HASH(watched, struct watch_key, struct watch_val, WATCH_ENTRIES);
 BPF_HASH(flow_route, struct flow_key, u32, ROUTE_ENTRIES);
@@ -160,10 +162,12 @@ static __always_inline void cnt(u32 i) {
         *p += 1;
 }
 
+#define FILTER_OFF 2
+
 static __always_inline int filtering(void) {
     u32 z = 0;
     u32 *f = config.lookup(&z);
-    return f && *f;
+    return !(f && *f == FILTER_OFF);
 }
 
 static __always_inline struct watch_val *watch_lookup(const u8 *ip, u16 port) {

@@ -6,9 +6,13 @@ Steps (everything is stopped again on exit, also on Ctrl-C / SIGTERM):
 
 1. the lab (``tests.e2e.lab``: etcd, kube-apiserver, kube-controller-manager, CRDs);
 2. the pod runner (``python -m tests.e2e.podrunner``) with the suite's echo-basic;
-3. ``rauta controller --address-pool 127.0.1.0/24`` as a subprocess (each Gateway gets its
-   own loopback address, written to ``status.addresses``; the suite reads that address, no
-   flag is needed for it);
+3. ``rauta controller --address-pool 127.0.1.0/24 --gateway-services`` as a subprocess
+   (each Gateway gets its own loopback address, written to ``status.addresses``; the suite
+   reads that address, no flag is needed for it). ``--gateway-services`` makes rauta
+   generate each Gateway's LoadBalancer Service (label gateway-name plus the
+   spec.infrastructure labels/annotations: what GatewayInfrastructure checks) and bind
+   its listeners on internal ports too; with the pool given as well, the pool still
+   decides the addresses and where the suite's traffic goes;
 4. the GatewayClass ``rauta`` (the suite does not create it);
 5. ``scripts/run-conformance.sh`` with KUBECONFIG set, output streamed to a log file;
 6. ``conformance/reports/<version>/summary.md`` from the report YAML and the ``go test -v``
@@ -48,6 +52,9 @@ from tests.e2e.lab import Lab, free_port, locate_lab_dir  # noqa: E402
 GATEWAY_CLASS = "rauta"
 CONTROLLER_NAME = "rauta.io/gateway-controller"
 ADDRESS_POOL = "127.0.1.0/24"
+# --gateway-services: the internal ports (on --listen-host) and the Services' selector.
+INTERNAL_PORTS = "10000-10999"
+SERVICE_SELECTOR = "app.kubernetes.io/name=rauta"
 # For GatewayStaticAddresses only: one address of the pool, one outside any pool.
 USABLE_ADDRESS = "127.0.1.250"
 UNUSABLE_ADDRESS = "192.0.2.1"
@@ -423,7 +430,9 @@ def main() -> int:
         ctl = procs.spawn("rauta-controller", [
             python(), "-m", "rauta.cli", "controller", "--kubeconfig", str(lab.kubeconfig),
             "--admin", f"127.0.0.1:{admin_port}", "--listen-host", "127.0.0.1",
-            "--address-pool", ADDRESS_POOL, "--controller-name", CONTROLLER_NAME, "-v"],
+            "--address-pool", ADDRESS_POOL, "--controller-name", CONTROLLER_NAME,
+            "--gateway-services", "--internal-ports", INTERNAL_PORTS,
+            "--service-selector", SERVICE_SELECTOR, "-v"],
             stop_timeout=30)
         wait_for(lambda: http_ok(f"http://127.0.0.1:{admin_port}/healthz"), 60,
                  "rauta controller /healthz", [ctl], [logdir / "rauta-controller.log"])

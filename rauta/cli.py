@@ -29,6 +29,12 @@ from rauta.loader import LoadError, list_files, load_snapshot
 from rauta.model.addresses import parse_pool
 from rauta.model.graph import DEFAULT_CONTROLLER
 from rauta.model.render import document
+from rauta.model.services import (
+    DEFAULT_PORT_RANGE,
+    ServiceMode,
+    fallback_address,
+    parse_port_range,
+)
 from rauta.model.translate import translate
 
 
@@ -38,10 +44,12 @@ def dump_yaml(data: object) -> str:
 
 def translate_files(paths: list[str], controller_name: str = DEFAULT_CONTROLLER,
                     address_pool: str | None = None, *, strict: bool = False,
-                    warn: Callable[[str], None] | None = None) -> dict[str, object]:
+                    warn: Callable[[str], None] | None = None,
+                    gateway_services: ServiceMode | None = None) -> dict[str, object]:
     """Load ``paths`` and translate them: the document ``rauta translate`` prints."""
     return document(translate(load_snapshot(paths, strict=strict, warn=warn),
-                              controller_name=controller_name, address_pool=address_pool))
+                              controller_name=controller_name, address_pool=address_pool,
+                              gateway_services=gateway_services))
 
 
 _PLACEHOLDER = re.compile(r"\$\{(port|addr):")
@@ -88,17 +96,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def check_address_pool(pool: str | None) -> None:
-    """Exit 2 with one line on stderr when ``pool`` is not a CIDR."""
-    if pool is None:
-        return
-    try:
-        parse_pool(pool)
-    except ValueError as exc:
-        click.echo(f"rauta: {exc}", err=True)
-        sys.exit(2)
-
-
 def proxy_options(f):  # type: ignore[no-untyped-def]
     """The data plane's hardening settings, shared by ``serve`` and ``controller``."""
     opts = [
@@ -116,19 +113,34 @@ def proxy_options(f):  # type: ignore[no-untyped-def]
     return f
 
 
+def _store_observe(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    """Keep ``--observe-iface``/``--observe-netns`` for ``observe_settings`` (ctx.meta)."""
+    ctx.meta[f"rauta.{param.name}"] = value
+    return value
+
+
 def observe_options(f):  # type: ignore[no-untyped-def]
     """The observer's options, shared by ``serve`` and ``controller``."""
     opts = [
-        click.option("--observe", type=click.Choice(["proxy"]), default=None,
+        click.option("--observe", type=click.Choice(["proxy", "xdp", "both"]), default=None,
                      help="Observe traffic: per-route baselines and anomaly events "
-                          "(slow_response, error_spike, connect_failure, resolved) from the "
-                          "proxy's own upstream exchanges. The eBPF modes (xdp, both) are "
-                          "not wired in yet."),
+                          "(slow_response, error_spike, connect_failure, resolved). proxy: "
+                          "from the proxy's own upstream exchanges; xdp: from the kernel "
+                          "(eBPF XDP on --observe-iface and connect tracepoints; root); "
+                          "both: kernel events joined with the proxy's routing decisions."),
         click.option("--observe-out", default="-", show_default=True, metavar="PATH",
                      help="Where the observer writes its JSON lines ('-' is stdout)."),
         click.option("--observe-window", default=10.0, show_default=True,
                      type=click.FloatRange(0.1, 3600),
                      help="The observer's window in seconds."),
+        click.option("--observe-iface", multiple=True, metavar="IF", expose_value=False,
+                     callback=_store_observe,
+                     help="xdp/both: interface toward the backends to attach XDP to "
+                          "(repeatable); the other end of a veth is attached too."),
+        click.option("--observe-netns", default=None, metavar="NS", expose_value=False,
+                     callback=_store_observe,
+                     help="xdp/both: network namespace of the --observe-iface interfaces "
+                          "(a name or a /proc/PID/ns/net path)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -137,26 +149,95 @@ def observe_options(f):  # type: ignore[no-untyped-def]
 
 def observe_settings(observe: str | None, observe_out: str,
                      observe_window: float) -> dict[str, object]:
-    """The observer's keyword arguments; an unwritable ``--observe-out`` is a usage error."""
+    """The observer's keyword arguments; an unwritable ``--observe-out`` is a usage error.
+
+    For xdp/both the kernel options go to ``rauta.observe.serving.configure``; a mode
+    that cannot run here (no interface, BPF unavailable) is one line and exit 2 or 3."""
     if observe and observe_out != "-":
         try:
             open(observe_out, "a").close()
         except OSError as exc:
             raise click.BadParameter(f"cannot write {observe_out}: {exc.strerror}",
                                      param_hint="--observe-out") from None
+    if observe:
+        from rauta.observe import serving
+
+        meta = click.get_current_context().meta
+        kernel = serving.KernelOptions(ifaces=tuple(meta.get("rauta.observe_iface") or ()),
+                                       netns=meta.get("rauta.observe_netns"))
+        reason = serving.check(observe, kernel)
+        if reason:
+            fail(reason, 3 if "BPF unavailable" in reason else 2)
+        serving.configure(observe, kernel)
     return {"observe": observe, "observe_out": observe_out, "observe_window": observe_window}
 
 
 def check_pool(pool: str | None) -> None:
-    """A bad ``--address-pool`` is a usage error (one line, exit 2), never a traceback."""
+    """A bad ``--address-pool`` is a usage error: one line on stderr naming the option,
+    exit 2, never a traceback.
+    (The one check of the option, for ``translate``, ``serve`` and ``controller``.)"""
     if pool is None:
         return
-    from rauta.model.addresses import parse_pool
-
     try:
         parse_pool(pool)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--address-pool") from None
+        fail(str(exc), 2)
+
+
+def service_options(f):  # type: ignore[no-untyped-def]
+    """The per-Gateway Services options, shared by ``translate`` and ``controller``."""
+    lo, hi = DEFAULT_PORT_RANGE
+    opts = [
+        click.option("--gateway-services", is_flag=True,
+                     help="Generate a LoadBalancer Service per Gateway (label "
+                          "gateway.networking.k8s.io/gateway-name, spec.infrastructure "
+                          "labels/annotations) and bind each Gateway's listeners on "
+                          "internal ports of its own; status.addresses follow the "
+                          "Service's load balancer."),
+        click.option("--internal-ports", default=f"{lo}-{hi}", show_default=True,
+                     metavar="LO-HI",
+                     help="With --gateway-services: the range internal ports are taken "
+                          "from (one per Gateway and listener port)."),
+        click.option("--address-fallback", "address_fallback", multiple=True,
+                     metavar="ADDR",
+                     help="With --gateway-services: status.addresses of a Gateway whose "
+                          "Service has no load-balancer address yet (repeatable; an IP or "
+                          "a hostname)."),
+        click.option("--service-selector", "service_selector", multiple=True,
+                     metavar="KEY=VALUE",
+                     help="With --gateway-services: a label of the rauta pods, the "
+                          "Services' selector (repeatable)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def service_mode(params: dict[str, object]) -> ServiceMode | None:
+    """The ``ServiceMode`` of a command's ``service_options`` values (taken out of
+    ``params``), or None without ``--gateway-services``; a bad value is a usage error
+    (one line, exit 2)."""
+    enabled = params.pop("gateway_services")
+    ports = str(params.pop("internal_ports"))
+    fallback = tuple(str(a) for a in params.pop("address_fallback"))  # type: ignore[attr-defined]
+    selector_args = tuple(str(a) for a in params.pop("service_selector"))  # type: ignore[attr-defined]
+    if not enabled:
+        return None
+    try:
+        port_range = parse_port_range(ports)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    selector: dict[str, str] = {}
+    for item in selector_args:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--service-selector {item!r} is not KEY=VALUE", 2)
+        selector[key.strip()] = value.strip()
+    if any(not a.strip() for a in fallback):
+        fail("--address-fallback needs an IP address or a hostname, not ''", 2)
+    return ServiceMode(port_range=port_range,
+                       fallback=tuple(dict.fromkeys(fallback_address(a) for a in fallback)),
+                       selector=tuple(sorted(selector.items())))
 
 
 def proxy_settings(kw: dict[str, object]) -> dict[str, object]:
@@ -188,16 +269,19 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 @click.option("--strict", is_flag=True,
               help="Unknown fields are errors (exit 2) instead of warnings.")
+@service_options
 def translate_cmd(files: tuple[str, ...], controller_name: str, address_pool: str | None,
-                  as_json: bool, strict: bool) -> None:
+                  as_json: bool, strict: bool, **services: object) -> None:
     """Print the RouterConfig and statuses rauta computes for Gateway API YAML FILES.
 
     The packaged quickstart example has placeholders: render it first with
     `rauta quickstart --dir DIR --render-only`."""
-    check_address_pool(address_pool)
+    check_pool(address_pool)
+    mode = service_mode(services)
     try:
         doc = translate_files(list(files), controller_name, address_pool, strict=strict,
-                              warn=lambda line: click.echo(f"rauta: warning: {line}", err=True))
+                              warn=lambda line: click.echo(f"rauta: warning: {line}", err=True),
+                              gateway_services=mode)
     except LoadError as exc:
         click.echo(f"rauta: {exc}", err=True)
         hint = placeholder_hint(list(files))
@@ -316,25 +400,42 @@ def quickstart_cmd(directory: str | None, port: int, admin_port: int, render_onl
 @click.option("--address-pool", default=None, metavar="CIDR",
               help="Give each Gateway its own address from this pool (its status.addresses); "
                    "not with --gateway-address.")
+@click.option("--strict", is_flag=True,
+              help="Unknown fields of watched objects are errors (the object's last good "
+                   "version is kept) instead of warnings.")
+@click.option("--access-log", default=None, metavar="FILE",
+              help="Write a JSON line per request to FILE ('-' for stdout), off the "
+                   "request path.")
+@service_options
 @observe_options
 @proxy_options
 def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, listen_host: str,
                    addresses: tuple[str, ...], controller_name: str, lease_namespace: str,
                    lease_name: str, lease_duration: float, identity: str | None, hash_on: str,
-                   verbose: bool, address_pool: str | None, observe: str | None,
+                   verbose: bool, address_pool: str | None, strict: bool,
+                   access_log: str | None, observe: str | None,
                    observe_out: str, observe_window: float, **settings: object) -> None:
-    """Run as a Gateway API controller against a Kubernetes API server."""
+    """Run as a Gateway API controller against a Kubernetes API server.
+
+    With --gateway-services every Gateway gets a LoadBalancer Service of its own (created,
+    updated and deleted by the leader; garbage-collected with its Gateway) whose ports
+    map the listener ports to internal ports this proxy binds for that Gateway alone."""
 
     from rauta.controller import run_controller
 
     check_pool(address_pool)
+    services = service_mode(settings)
     if address_pool and addresses:
         raise click.UsageError("--address-pool and --gateway-address exclude each other")
+    if services is not None and addresses:
+        raise click.UsageError("--gateway-services and --gateway-address exclude each other "
+                               "(use --address-fallback)")
     setup_logging(verbose)
     tune_gc()
     obs = observe_settings(observe, observe_out, observe_window)
     sys.exit(runloop.run(run_controller(
-        address_pool=address_pool, **obs,
+        address_pool=address_pool, gateway_services=services, strict=strict,
+        access_log=access_log, **obs,
         kubeconfig=kubeconfig, admin=admin, namespace=namespace, controller_name=controller_name,
         listen_host=listen_host, addresses=list(addresses), lease_namespace=lease_namespace,
         lease_name=lease_name, lease_duration=lease_duration, identity=identity,
@@ -411,6 +512,8 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+
+main.add_command(__import__("rauta.observe.command", fromlist=["observe_cmd"]).observe_cmd)
 
 if __name__ == "__main__":
     main()

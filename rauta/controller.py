@@ -7,7 +7,12 @@ watch events into the scenario format.
 Rules:
 - Nothing is reconciled until every watch has listed once, so the first statuses are
   computed from a complete picture (no BackendNotFound flash before Services arrive).
-- Every replica serves traffic from its own watches; only the Lease holder writes status.
+- Every replica serves traffic from its own watches; only the Lease holder writes status
+  and, with ``gateway_services``, the generated per-Gateway Services
+  (``rauta.reconcile.servicesink``; the Service watch that feeds backends feeds them too).
+- ``strict`` and ``access_log`` mean what they mean for ``rauta serve``: unknown fields
+  of watched objects are warnings (errors under ``strict``: the last good version is
+  kept, ``rauta.fieldcheck`` in the store), and the proxy writes its JSON access log.
 - Fail static: when the API server is unreachable the proxy keeps the last applied config;
   ``/readyz`` and ``rauta_apiserver_connected`` show the disconnection; watches resume (or
   re-list) on their own when it returns.
@@ -30,11 +35,13 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from rauta.admin import admin_app, start_admin
 from rauta.model.graph import DEFAULT_CONTROLLER
+from rauta.model.services import ServiceMode
 from rauta.proxy.manager import Proxy
 from rauta.reconcile.kube import GW, KINDS, ApiError, Kind, KubeClient, Watcher
 from rauta.reconcile.kubesink import KubeStatusSink
 from rauta.reconcile.leader import LeaderElector
 from rauta.reconcile.reconciler import Reconciler
+from rauta.reconcile.servicesink import KubeServiceSink
 from rauta.reconcile.store import Event
 
 log = logging.getLogger("rauta.controller")
@@ -63,12 +70,14 @@ class Controller:
                  lease_duration: float = 15.0, hash_on: str = "flow",
                  registry: CollectorRegistry | None = None,
                  proxy_settings: dict[str, Any] | None = None,
-                 address_pool: str | None = None) -> None:
+                 address_pool: str | None = None,
+                 gateway_services: ServiceMode | None = None, strict: bool = False,
+                 access_log: str | None = None) -> None:
         self.client = client
         self.namespace = namespace
         self.registry = registry or CollectorRegistry()
         self.proxy = Proxy(host=listen_host, registry=self.registry, hash_on=hash_on,
-                           **(proxy_settings or {}))
+                           access_log=access_log, **(proxy_settings or {}))
         self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
         self.elector = LeaderElector(client, namespace=lease_namespace, name=lease_name,
                                      identity=self.identity, lease_duration=lease_duration,
@@ -79,8 +88,18 @@ class Controller:
             client, controller_name=controller_name, is_leader=self.elector.is_leader,
             addresses=[{"type": "IPAddress", "value": a} for a in addresses or []],
             registry=self.registry)
+        self.services: KubeServiceSink | None = None
+        if gateway_services is not None:
+            self.services = KubeServiceSink(
+                client, controller_name=controller_name, is_leader=self.elector.is_leader,
+                existing=lambda: [obj for key, obj in self.reconciler.store.raw.items()
+                                  if key[0] == "Service"],
+                registry=self.registry)
         self.reconciler = Reconciler(self.proxy, self.sink, controller_name=controller_name,
-                                     address_pool=address_pool)
+                                     address_pool=address_pool,
+                                     gateway_services=gateway_services,
+                                     service_sink=self.services, check_fields=True,
+                                     strict=strict)
         self.watchers: list[Watcher] = []
         self.connected = Gauge("rauta_apiserver_connected",
                                "1 when every watch is connected to the API server",
@@ -92,6 +111,8 @@ class Controller:
     async def _on_leading(self) -> None:
         await self.synced.wait()
         await self.sink.resync()
+        if self.services is not None:
+            await self.services.resync()
 
     def not_ready(self) -> str | None:
         down = [w.kind.kind for w in self.watchers if not w.connected]
@@ -156,6 +177,8 @@ async def run_controller(*, kubeconfig: str | None, admin: str, observe: str | N
             stop.set()
             await observer  # processes what is still queued, then returns
         await ctl.sink.close()
+        if ctl.services is not None:
+            await ctl.services.close()
         await ctl.proxy.close(5.0)
         await runner.cleanup()
         await client.close()

@@ -87,6 +87,7 @@ class Rewrite(Frozen):
 class Endpoint(Frozen):
     address: str
     port: int
+    pod: str = ""  # "namespace/name" from the EndpointSlice's targetRef (kind Pod), for the observer
 
     @property
     def key(self) -> str:
@@ -167,6 +168,10 @@ class PortConfig(Frozen):
     address: str = ""
     port: int
     protocol: Literal["HTTP", "HTTPS"]
+    # ``--gateway-services``: ``port`` is the Gateway's internal port and this is its
+    # listener port (what clients use: the Service maps it to ``port``), for redirects
+    # that keep the port. None: ``port`` is the listener port itself.
+    public_port: int | None = None
     listeners: tuple[ListenerRoutes, ...] = ()
     certificates: tuple[TLSCertificate, ...] = ()  # HTTPS only, most specific first
 

@@ -21,6 +21,7 @@ Rules:
   implement the feature end to end today. ``note`` says where, or what is missing.
 - ``needs_pool``: supported only when rauta runs with ``--address-pool`` (each Gateway
   on its own address); GatewayClass status leaves these out when there is no pool.
+  ``needs_services`` likewise for ``--gateway-services`` (per-Gateway Services).
   Without a pool every Gateway shares the listen host, so listeners of different
   Gateways on one port are resolved against each other (see the README); that is not a
   per-feature limitation and is not repeated in the notes.
@@ -48,10 +49,12 @@ class Feature:
     supported: bool
     note: str = ""
     needs_pool: bool = False  # supported only with an address pool (--address-pool)
+    needs_services: bool = False  # supported only with --gateway-services
 
 
-def _yes(name: str, level: Level, note: str, needs_pool: bool = False) -> Feature:
-    return Feature(name, level, True, note, needs_pool)
+def _yes(name: str, level: Level, note: str, needs_pool: bool = False,
+         needs_services: bool = False) -> Feature:
+    return Feature(name, level, True, note, needs_pool, needs_services)
 
 
 def _no(name: str, level: Level, note: str) -> Feature:
@@ -76,7 +79,9 @@ FEATURES: tuple[Feature, ...] = (
          needs_pool=True),
     _yes("GatewayAddressEmpty", "extended",
          "{type: IPAddress} with no value gets a pool address", needs_pool=True),
-    _no("GatewayInfrastructure", "extended", "spec.infrastructure is rejected (Accepted=False)"),
+    _yes("GatewayInfrastructure", "extended",
+         "labels and annotations go on the generated per-Gateway Service; parametersRef "
+         "gets InvalidParameters (no parameters kind)", needs_services=True),
     _no("GatewayBackendClientCertificate", "extended", "spec.tls is rejected (no backend TLS)"),
     _no("GatewayFrontendClientCertificateValidation", "extended",
         "tls.frontendValidation is rejected (no mTLS)"),
@@ -125,15 +130,18 @@ FEATURES: tuple[Feature, ...] = (
 )
 
 
-def supported(address_pool: bool = True) -> tuple[Feature, ...]:
-    """The supported features; without an address pool, those needing one are left out."""
-    return tuple(f for f in FEATURES if f.supported and (address_pool or not f.needs_pool))
+def supported(address_pool: bool = True, *, services: bool = False) -> tuple[Feature, ...]:
+    """The supported features; without an address pool (or the per-Gateway Services),
+    those needing one are left out."""
+    return tuple(f for f in FEATURES if f.supported and (address_pool or not f.needs_pool)
+                 and (services or not f.needs_services))
 
 
 def supported_features_flag() -> str:
     """The value of the conformance suite's ``--supported-features`` flag (comma list);
-    the suite runs rauta with an address pool."""
-    return ",".join(f.name for f in supported())
+    the suite runs rauta with an address pool and ``--gateway-services``
+    (``conformance/run_lab.py``)."""
+    return ",".join(f.name for f in supported(services=True))
 
 
 def feature_results(report_profile: Mapping[str, Any], tests: Mapping[str, frozenset[str]],
@@ -173,7 +181,9 @@ def markdown_table(results: Mapping[str, str] | None = None, source: str = "") -
              f"{SUITE_VERSION}); the conformance column is from {source or 'no report'}:", "",
              "| Feature | Level | Supported | Conformance | Note |", "|---|---|---|---|---|"]
     for f in FEATURES:
-        sup = ("yes, with `--address-pool`" if f.needs_pool else "yes") if f.supported else "no"
+        sup = ("yes, with `--address-pool`" if f.needs_pool else
+               "yes, with `--gateway-services`" if f.needs_services else "yes"
+               ) if f.supported else "no"
         conf = res.get(f.name, "not claimed" if not f.supported else "not run")
         lines.append(f"| `{f.name}` | {f.level} | {sup} | {conf} | {f.note} |")
     return "\n".join(lines) + "\n"

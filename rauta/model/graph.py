@@ -24,30 +24,39 @@ Rules:
   verdict of its spec but none of its listeners is served (``ListenerState.served``); one
   with an address type rauta cannot bind under a pool (``UnsupportedAddress``) is not
   accepted. Gateways that are not accepted take no address from the pool.
+- ``--gateway-services`` (a ``ServiceMode``): every accepted Gateway gets internal ports
+  unique to it (``services.allocate_ports``, sticky from the Service it already has) and
+  its listeners bind on (listen host, internal port), so Gateways never share a socket;
+  ``services`` holds the Service each one should have, and status.addresses come from
+  that Service's load-balancer ingress, else the fallback, else Programmed=False
+  AddressNotAssigned (the listeners are served all the same: the load balancer needs
+  them to be up). A range with no free port left is AddressNotAssigned, nothing served.
+  With an address pool too, addresses come from the pool and each listener is bound on
+  both sockets, (pool address, listener port) and (listen host, internal port).
 - A field rauta does not implement is never pretended: a Gateway with ``spec.tls``
   (client-certificate validation) or ``spec.infrastructure`` is not accepted (Accepted
   False, reason Invalid, or InvalidParameters for ``infrastructure.parametersRef``; see
-  ``_unsupported_gateway_fields``) and not served; an HTTPS listener with
+  ``_unsupported_gateway_fields``) and not served; in the service mode
+  ``infrastructure.labels``/``annotations`` are supported (they go on the Service),
+  ``parametersRef`` still gets InvalidParameters; an HTTPS listener with
   ``tls.frontendValidation`` is not accepted (UnsupportedValue). Messages name the field.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rauta.model import hostnames
 from rauta.model.addresses import allocate
+from rauta.model.backends import BackendResolver, SliceIndex, nsname, slice_index
 from rauta.model.conditions import Reason
-from rauta.model.config import Endpoint
+from rauta.model.hostnames import valid_hostname
 from rauta.model.resources import (
     GATEWAY_GROUP,
-    BackendObjectReference,
-    EndpointSlice,
     Gateway,
     GatewayClass,
-    HTTPBackendRef,
     HTTPRoute,
     Listener,
     Namespace,
@@ -57,6 +66,7 @@ from rauta.model.resources import (
     SecretObjectReference,
     Service,
 )
+from rauta.model.services import ServiceMode, plan_gateways
 from rauta.model.snapshot import Snapshot
 
 DEFAULT_CONTROLLER = "rauta.io/gateway-controller"
@@ -67,14 +77,6 @@ HTTPROUTE_KIND = (GATEWAY_GROUP, "HTTPRoute")
 # name), ("Slices", ns, service) for the EndpointSlices of a Service, ("Grants", ns) for
 # the ReferenceGrants of a namespace.
 Read = tuple[str, ...]
-SliceIndex = Mapping[tuple[str, str], Sequence[EndpointSlice]]
-# appProtocol values the proxy can speak to a backend (HTTP/1.1, incl. WebSocket upgrade).
-# (kubernetes.io/ws is not listed: the proxy does not tunnel Upgrade yet.)
-SUPPORTED_APP_PROTOCOLS = frozenset({"http"})
-
-
-def nsname(namespace: str, name: str) -> str:
-    return f"{namespace}/{name}"
 
 
 def age_key(obj: Gateway | HTTPRoute) -> tuple[str, str, str]:
@@ -83,7 +85,8 @@ def age_key(obj: Gateway | HTTPRoute) -> tuple[str, str, str]:
     return (meta.creation_timestamp, meta.namespace, meta.name)
 
 
-def _unsupported_gateway_fields(gw: Gateway) -> tuple[Reason, str] | None:
+def _unsupported_gateway_fields(gw: Gateway, generated: bool = False
+                                ) -> tuple[Reason, str] | None:
     """Why the Gateway cannot be accepted as written (reason of the first problem, every
     problem in the message, each naming its field), or None.
 
@@ -95,7 +98,8 @@ def _unsupported_gateway_fields(gw: Gateway) -> tuple[Reason, str] | None:
     - ``spec.infrastructure.parametersRef``: InvalidParameters (GatewayInfrastructure:
       a reference to an unsupported kind SHOULD be rejected with Accepted=False and
       InvalidParameters); ``labels``/``annotations``: Invalid (rauta generates no
-      infrastructure to carry them).
+      infrastructure to carry them), unless ``generated`` (the ``--gateway-services``
+      mode: the Gateway's Service carries them).
     """
     problems: list[tuple[Reason, str]] = []
     for addr in gw.spec.addresses:
@@ -115,7 +119,8 @@ def _unsupported_gateway_fields(gw: Gateway) -> tuple[Reason, str] | None:
         problems.append((Reason.INVALID_PARAMETERS,
                          "spec.infrastructure.parametersRef is not supported (rauta takes "
                          "no infrastructure parameters)"))
-    rest = [k for k in infra if k != "parametersRef"]
+    rest = [k for k in infra if k != "parametersRef"
+            and not (generated and k in ("labels", "annotations"))]
     if rest:
         problems.append((Reason.INVALID, f"{_fields('spec.infrastructure', rest)} not "
                          "supported (rauta generates no infrastructure to carry them)"))
@@ -162,6 +167,17 @@ class ListenerState:
     gateway_ok: bool = True  # False when the whole Gateway is not accepted
     address: str = ""  # the Gateway's address ("" = the proxy's listen host)
     address_ok: bool = True  # False when the Gateway's address could not be assigned
+    # The internal port the listener is bound on (``--gateway-services``), else None: it
+    # is then bound on its own spec.port.
+    bind_port: int | None = None
+    # With an address pool as well: the internal port the listener is *also* bound on,
+    # on the listen host (the Service's targetPort), besides (pool address, spec.port).
+    service_port: int | None = None
+
+    @property
+    def listen_port(self) -> int:
+        """The port the proxy binds this listener on."""
+        return self.spec.port if self.bind_port is None else self.bind_port
 
     @property
     def served(self) -> bool:
@@ -193,19 +209,16 @@ class GatewayState:
     address: str = ""  # the address it is served on ("" = the proxy's listen host)
     # Why no address could be assigned (AddressNotAssigned or AddressNotUsable, message).
     unassigned: tuple[Reason, str] | None = None
+    # ``--gateway-services``: status.addresses (from the Service's load balancer, or the
+    # fallback), the note for Programmed when they are the fallback, and why there are
+    # none (Programmed False, AddressNotAssigned: the listeners are still served).
+    status_addresses: tuple[tuple[str, str], ...] = ()
+    address_note: str = ""
+    address_problem: tuple[Reason, str] | None = None
 
     @property
     def key(self) -> str:
         return nsname(self.obj.metadata.namespace, self.obj.metadata.name)
-
-
-@dataclass
-class ResolvedBackend:
-    name: str
-    weight: int
-    invalid: tuple[Reason, str] | None = None
-    app_protocol: str | None = None
-    endpoints: tuple[Endpoint, ...] = ()
 
 
 @dataclass
@@ -217,15 +230,19 @@ class Attachment:
     listeners: list[tuple[ListenerState, tuple[str, ...]]] = field(default_factory=list)
 
 
-class Graph:
+class Graph(BackendResolver):
     """Everything the translator needs, decided once from a snapshot."""
 
     def __init__(self, snapshot: Snapshot, controller_name: str = DEFAULT_CONTROLLER,
                  bad_certificates: Mapping[str, str] | None = None,
-                 address_pool: str | None = None, slices: SliceIndex | None = None) -> None:
+                 address_pool: str | None = None, slices: SliceIndex | None = None,
+                 services: ServiceMode | None = None) -> None:
         self.snapshot = snapshot
         self.reads: set[Read] | None = None  # a set: record what routes read (see Read)
         self.address_pool = address_pool
+        self.service_mode = services
+        # The Services to generate (``--gateway-services``), sorted by namespace/name.
+        self.services: tuple[dict[str, object], ...] = ()
         # Secrets the proxy reported it could not load (key material only it parses).
         self.bad_certificates = dict(bad_certificates or {})
         self.controller_name = controller_name
@@ -242,6 +259,8 @@ class Graph:
             if gw.spec.gateway_class_name in self.classes
         ]
         self._assign_addresses()
+        if services is not None:
+            self._assign_services(services)
         self._cross_gateway_conflicts()
         self._gw_index = {g.key: g for g in self.gateways}
 
@@ -249,7 +268,9 @@ class Graph:
         """This graph's GatewayClass and Gateway verdicts over ``snapshot`` (and its slice
         index). Valid only when nothing those verdicts read differs between the two
         snapshots: GatewayClasses, Gateways, Secrets, ReferenceGrants (and the same
-        certificate verdicts and address pool). A shallow copy: ``self`` is unchanged."""
+        certificate verdicts, address pool and service mode; with a service mode also the
+        generated Services, ``rauta.model.incremental``). A shallow copy: ``self`` is
+        unchanged."""
         new = copy.copy(self)
         new.snapshot, new._slices, new.reads = snapshot, slices, None
         return new
@@ -290,7 +311,7 @@ class Graph:
     def _gateway(self, gw: Gateway) -> GatewayState:
         state = GatewayState(gw, [ListenerState(gw, lis, index=i)
                                   for i, lis in enumerate(gw.spec.listeners)])
-        state.rejected = _unsupported_gateway_fields(gw)
+        state.rejected = _unsupported_gateway_fields(gw, self.service_mode is not None)
         if state.rejected:
             for lis in state.listeners:
                 lis.gateway_ok = False
@@ -428,6 +449,33 @@ class Graph:
                 lis.gateway_ok = lis.gateway_ok and gw.rejected is None
                 lis.address_ok = gw.unassigned is None
 
+    def _assign_services(self, mode: ServiceMode) -> None:
+        """``--gateway-services`` (``services.plan_gateways``): internal ports, desired
+        Services, status.addresses. With an address pool as well, the pool decides what
+        status.addresses say and listeners bind on (pool address, listener port) and on
+        (listen host, internal port), so the generated Services' targetPorts are served
+        too (``ListenerState.service_port``)."""
+        ours = [g for g in self.gateways if not g.rejected and g.unassigned is None]
+        plans = plan_gateways([g.obj for g in ours], self.snapshot.of_kind(Service), mode,
+                              self.controller_name)
+        for gw in ours:
+            plan = plans[gw.key]
+            ports = plan.allocation.as_dict()
+            if plan.allocation.problem is not None:
+                gw.unassigned = plan.allocation.problem
+                for lis in gw.listeners:
+                    lis.address_ok = False
+            elif self.address_pool is not None:
+                for lis in gw.listeners:
+                    lis.service_port = ports.get(lis.spec.port)
+            else:
+                for lis in gw.listeners:
+                    lis.bind_port = ports.get(lis.spec.port)
+                gw.status_addresses, gw.address_problem = plan.addresses, plan.address_problem
+                gw.address_note = plan.note
+        self.services = tuple(p.service for _, p in sorted(plans.items())
+                              if p.service is not None)
+
     def _cross_gateway_conflicts(self) -> None:
         """Across Gateways sharing an address (oldest first): the first to take a port or
         hostname on that address keeps it. Gateways left without an address under a pool
@@ -440,14 +488,14 @@ class Graph:
             for lis in gw.listeners:
                 if not lis.accepted[0] or lis.conflicted is not None:
                     continue
-                first = owner.setdefault((gw.address, lis.spec.port), lis)
+                first = owner.setdefault((gw.address, lis.listen_port), lis)
                 where = f"port {lis.spec.port}" + (f" on {gw.address}" if gw.address else "")
                 if lis.protocol != first.protocol:
                     lis.accepted = (False, Reason.PORT_UNAVAILABLE,
                                     f"{where} is already served as {first.protocol} by "
                                     f"{_who(first)}, which is older and keeps it")
                     continue
-                holder = claimed.setdefault((gw.address, lis.spec.port, lis.hostname), lis)
+                holder = claimed.setdefault((gw.address, lis.listen_port, lis.hostname), lis)
                 if holder.gateway is not lis.gateway:
                     lis.conflicted = Reason.HOSTNAME_CONFLICT
                     lis.conflict_note = (f"{where} with hostname {lis.hostname or '*'!r} is "
@@ -496,7 +544,7 @@ class Graph:
                                     f"listeners of Gateway {gw.key}"))
         att = Attachment(ref, (True, Reason.ACCEPTED, "the route is accepted"))
         for lis in allowed:
-            names = _effective_hostnames(lis.hostname, route.spec.hostnames)
+            names = hostnames.effective(lis.hostname, route.spec.hostnames)
             if names:
                 att.listeners.append((lis, names))
         if not att.listeners:
@@ -515,98 +563,3 @@ class Graph:
         if ns.from_ == "Same":
             return route_ns == gw_ns
         return ns.selector is not None and ns.selector.matches(self.namespace_labels(route_ns))
-
-    # ------------------------------------------------------------------ backends
-
-    def resolve_backend(self, ref: HTTPBackendRef | BackendObjectReference, route_ns: str,
-                        weight: int) -> ResolvedBackend:
-        """Resolve a backendRef to a Service port and its ready endpoints (or an invalid one)."""
-        ns = ref.namespace or route_ns
-        self._read(("Service", ns, ref.name))
-        self._read(("Slices", ns, ref.name))
-        label = f"{nsname(ns, ref.name)}:{ref.port}" if ref.port else nsname(ns, ref.name)
-        if ref.group != "" or ref.kind != "Service":
-            return ResolvedBackend(label, weight, (
-                Reason.INVALID_KIND,
-                f"backendRef {ref.group or 'core'}/{ref.kind} {nsname(ns, ref.name)} "
-                "is not a Service"))
-        if not self.granted("HTTPRoute", route_ns, "", "Service", ns, ref.name):
-            return ResolvedBackend(label, weight, (
-                Reason.REF_NOT_PERMITTED,
-                f"backendRef Service {nsname(ns, ref.name)} is in another namespace and no "
-                "ReferenceGrant allows it"))
-        svc = self.snapshot.get("Service", ns, ref.name)
-        if not isinstance(svc, Service):
-            return ResolvedBackend(label, weight, (
-                Reason.BACKEND_NOT_FOUND, f"Service {nsname(ns, ref.name)} does not exist"))
-        if svc.spec.type == "ExternalName":
-            return ResolvedBackend(label, weight, (
-                Reason.BACKEND_NOT_FOUND,
-                f"Service {nsname(ns, ref.name)} is an ExternalName Service, not supported"))
-        if ref.port is None:
-            return ResolvedBackend(label, weight, (
-                Reason.BACKEND_NOT_FOUND, f"backendRef Service {nsname(ns, ref.name)} needs a port"))
-        sport = next((p for p in svc.spec.ports if p.port == ref.port), None)
-        if sport is None:
-            return ResolvedBackend(label, weight, (
-                Reason.BACKEND_NOT_FOUND,
-                f"Service {nsname(ns, ref.name)} has no port {ref.port}"))
-        proto = sport.app_protocol
-        if proto is not None and proto.lower() not in SUPPORTED_APP_PROTOCOLS:
-            return ResolvedBackend(label, weight, (
-                Reason.UNSUPPORTED_PROTOCOL,
-                f"Service {nsname(ns, ref.name)} port {ref.port} has appProtocol {proto!r}; "
-                "supported: http"), app_protocol=proto)
-        return ResolvedBackend(label, weight, None, proto,
-                               self._endpoints(ns, svc, sport.name, sport.target_port, sport.port))
-
-    def _endpoints(self, ns: str, svc: Service, port_name: str,
-                   target: int | str | None, port: int) -> tuple[Endpoint, ...]:
-        found: set[Endpoint] = set()
-        for eps in self._slices.get((ns, svc.metadata.name), ()):
-            if eps.address_type not in ("IPv4", "IPv6"):
-                continue
-            number: int | None
-            if eps.ports is None:
-                number = target if isinstance(target, int) else (port if target is None else None)
-            else:
-                number = next((p.port for p in eps.ports if (p.name or "") == port_name), None)
-            if number is None:
-                continue
-            for ep in eps.endpoints:
-                # Kubernetes: a nil ready condition means "unknown", to be read as ready.
-                if ep.conditions.ready is False:
-                    continue
-                for addr in ep.addresses:
-                    found.add(Endpoint(address=addr, port=number))
-        return tuple(sorted(found, key=lambda e: (e.address, e.port)))
-
-
-def slice_index(snapshot: Snapshot) -> dict[tuple[str, str], tuple[EndpointSlice, ...]]:
-    """EndpointSlices by (namespace, service name), each group in snapshot key order."""
-    index: dict[tuple[str, str], list[EndpointSlice]] = {}
-    for eps in snapshot.of_kind(EndpointSlice):
-        if eps.service_name:
-            index.setdefault((eps.metadata.namespace, eps.service_name), []).append(eps)
-    return {k: tuple(v) for k, v in index.items()}
-
-
-def valid_hostname(name: str, *, wildcard: bool = True) -> bool:
-    """A lower-case RFC 1123 DNS name (``*.`` prefix allowed when ``wildcard``)."""
-    body = name[2:] if wildcard and name.startswith("*.") else name
-    if not body or len(name) > 253 or name != name.lower():
-        return False
-    labels = body.split(".")
-    return all(
-        0 < len(lbl) <= 63 and lbl[0].isalnum() and lbl[-1].isalnum()
-        and all(c.isalnum() or c == "-" for c in lbl) and lbl.isascii()
-        for lbl in labels
-    ) and not body.replace(".", "").isdigit()
-
-
-def _effective_hostnames(listener: str, route_names: tuple[str, ...]) -> tuple[str, ...]:
-    """The hostnames a route serves under a listener (sorted, de-duplicated)."""
-    if not route_names:
-        return (listener,)
-    out = {h for h in (hostnames.intersect(listener or None, r) for r in route_names) if h}
-    return tuple(sorted(out))

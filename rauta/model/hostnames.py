@@ -68,3 +68,24 @@ def intersect(listener: str | None, route: str) -> str | None:
 def specificity(hostname: str) -> tuple[int, int]:
     """Precedence key: (characters of a non-wildcard name, total characters), larger wins."""
     return (0 if is_wildcard(hostname) or not hostname else len(hostname), len(hostname))
+
+
+def valid_hostname(name: str, *, wildcard: bool = True) -> bool:
+    """A lower-case RFC 1123 DNS name (``*.`` prefix allowed when ``wildcard``)."""
+    body = name[2:] if wildcard and name.startswith("*.") else name
+    if not body or len(name) > 253 or name != name.lower():
+        return False
+    labels = body.split(".")
+    return all(
+        0 < len(lbl) <= 63 and lbl[0].isalnum() and lbl[-1].isalnum()
+        and all(c.isalnum() or c == "-" for c in lbl) and lbl.isascii()
+        for lbl in labels
+    ) and not body.replace(".", "").isdigit()
+
+
+def effective(listener: str, route_names: tuple[str, ...]) -> tuple[str, ...]:
+    """The hostnames a route serves under a listener (sorted, de-duplicated)."""
+    if not route_names:
+        return (listener,)
+    out = {h for h in (intersect(listener or None, r) for r in route_names) if h}
+    return tuple(sorted(out))

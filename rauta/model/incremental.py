@@ -10,7 +10,9 @@ not change.
 What is memoised, keyed on what, and what invalidates it:
 - The gateway layer (``Graph``: GatewayClass acceptance, Gateway and listener verdicts,
   addresses, conflicts) is rebuilt when a GatewayClass, Gateway, Secret or ReferenceGrant
-  changed, or the proxy's certificate verdicts (``Applied.invalid_certificates``) did;
+  changed, or the proxy's certificate verdicts (``Applied.invalid_certificates``) did,
+  or (with ``--gateway-services``) a Service carrying the gateway-name label changed
+  before or after (the generated Services: sticky ports and load-balancer addresses);
   otherwise the previous one is rebased onto the new snapshot (``Graph.rebase``). Each
   Gateway's *signature* (its object and its rejection) is what routes read of it.
 - Per HTTPRoute, its ``RouteOutput`` (status, rules per listener, attached listeners)
@@ -44,8 +46,10 @@ from types import MappingProxyType
 from typing import Any
 
 from rauta.model import config as cfg
-from rauta.model.graph import DEFAULT_CONTROLLER, Graph, Read, slice_index
-from rauta.model.resources import EndpointSlice, HTTPRoute
+from rauta.model.backends import slice_index
+from rauta.model.graph import DEFAULT_CONTROLLER, Graph, Read
+from rauta.model.resources import EndpointSlice, HTTPRoute, Service
+from rauta.model.services import GATEWAY_NAME_LABEL, ServiceMode
 from rauta.model.snapshot import Key, Snapshot
 from rauta.model.status import Applied, RouteStatus
 from rauta.model.translate import (
@@ -78,6 +82,7 @@ class Incremental:
     snapshot: Snapshot
     controller_name: str
     address_pool: str | None
+    gateway_services: ServiceMode | None
     certificates: tuple[tuple[str, str], ...]  # the certificate verdicts the graph used
     graph: Graph
     signatures: Mapping[str, Any]  # "ns/name" of our Gateways -> what routes read of them
@@ -91,20 +96,24 @@ class Incremental:
     recomputed: int = 0  # routes recomputed by the update that made this state (stats)
 
 
-def _empty(controller_name: str, address_pool: str | None) -> Incremental:
+def _empty(controller_name: str, address_pool: str | None,
+           gateway_services: ServiceMode | None) -> Incremental:
     snapshot = Snapshot()
-    graph = Graph(snapshot, controller_name, None, address_pool, slices={})
+    graph = Graph(snapshot, controller_name, None, address_pool, slices={},
+                  services=gateway_services)
     translation = assemble(graph, {}, {}, (), None)
-    return Incremental(snapshot, controller_name, address_pool, (), graph, _frozen({}),
+    return Incremental(snapshot, controller_name, address_pool, gateway_services, (), graph,
+                       _frozen({}),
                        _frozen({}), _frozen({}), _frozen({}), _frozen({}), _frozen({}), (),
                        translation)
 
 
 def start(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
-          applied: Applied | None = None, address_pool: str | None = None) -> Incremental:
+          applied: Applied | None = None, address_pool: str | None = None,
+          gateway_services: ServiceMode | None = None) -> Incremental:
     """The state for ``snapshot`` from scratch (its ``translation`` is ``translate``'s)."""
-    return update(_empty(controller_name, address_pool), snapshot, snapshot.keys(),
-                  applied=applied)
+    return update(_empty(controller_name, address_pool, gateway_services), snapshot,
+                  snapshot.keys(), applied=applied)
 
 
 def changed_keys(old: Snapshot, new: Snapshot) -> frozenset[Key]:
@@ -152,6 +161,11 @@ def _slice_index(prev: Incremental, snapshot: Snapshot, changed: Iterable[Key]
     return _frozen(index), touched
 
 
+def _generated(obj: object) -> bool:
+    """Could this be a generated per-Gateway Service (the gateway layer reads those)?"""
+    return isinstance(obj, Service) and GATEWAY_NAME_LABEL in obj.metadata.labels
+
+
 def _signatures(graph: Graph) -> dict[str, Any]:
     """What route attachment reads of each of our Gateways (``Graph._attach_one``)."""
     return {gw.key: (gw.obj, gw.rejected) for gw in graph.gateways}
@@ -188,9 +202,13 @@ def update(prev: Incremental, snapshot: Snapshot, changed: Iterable[Key], *,
 
     # The gateway layer, and the Gateways whose signature changed.
     dirty_reads: set[Read] = set()
-    if certs != prev.certificates or any(k[0] in GATEWAY_LAYER for k in changed):
+    services_changed = prev.gateway_services is not None and any(
+        k[0] == "Service" and (_generated(prev.snapshot.get(*k)) or _generated(snapshot.get(*k)))
+        for k in changed)
+    if (certs != prev.certificates or services_changed
+            or any(k[0] in GATEWAY_LAYER for k in changed)):
         graph = Graph(snapshot, prev.controller_name, dict(certs), prev.address_pool,
-                      slices=slices)
+                      slices=slices, services=prev.gateway_services)
         signatures: Mapping[str, Any] = _frozen(_signatures(graph))
         for gw_key in signatures.keys() | prev.signatures.keys():
             if signatures.get(gw_key) != prev.signatures.get(gw_key):
@@ -285,7 +303,8 @@ def update(prev: Incremental, snapshot: Snapshot, changed: Iterable[Key], *,
 
     translation = assemble(graph, {lid: e[1] for lid, e in listeners.items()}, attached,
                            route_statuses, applied, previous=prev.translation.config)
-    return Incremental(snapshot, prev.controller_name, prev.address_pool, certs, graph,
+    return Incremental(snapshot, prev.controller_name, prev.address_pool,
+                       prev.gateway_services, certs, graph,
                        signatures, slices, _frozen(routes), _frozen(dependents),
                        _frozen(listeners), _frozen(attached), status_keys, translation,
                        recomputed=len(dirty))

@@ -6,6 +6,8 @@ Rules:
 - The shape is stable and every list keeps the model's order, so equal translations give
   byte-identical YAML/JSON (dumpers must not sort keys: the order here is the order).
 - Config fields equal to their defaults are omitted to keep documents readable.
+- ``services`` appears only when the translation generates Services, so documents of
+  runs without ``--gateway-services`` stay as they were.
 - Status conditions appear without observedGeneration/lastTransitionTime: those are stamped
   by the reconciler when it writes to Kubernetes.
 """
@@ -77,6 +79,11 @@ def status_document(statuses: Statuses) -> dict[str, Any]:
 
 
 def document(translation: Translation) -> dict[str, Any]:
-    """The whole translation as plain data: ``{"config": ..., "status": ...}``."""
-    return {"config": config_document(translation.config),
-            "status": status_document(translation.statuses)}
+    """The whole translation as plain data: ``{"config": ..., "status": ...}``, plus
+    ``services`` (the generated Service manifests) when there are any
+    (``--gateway-services``)."""
+    doc: dict[str, Any] = {"config": config_document(translation.config),
+                           "status": status_document(translation.statuses)}
+    if translation.services:
+        doc["services"] = [dict(svc) for svc in translation.services]
+    return doc

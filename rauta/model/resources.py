@@ -15,7 +15,8 @@ Rules:
   validity (a listener port clash, a missing Service) is the graph's job, because the spec
   reports it through status conditions rather than by rejecting the object.
 - A status is parsed only where the model reads it: HTTPRoute ``status.parents`` (other
-  controllers' entries) and Gateway ``status.addresses`` (a kept allocation); an object
+  controllers' entries), Gateway ``status.addresses`` (a kept allocation) and Service
+  ``status.loadBalancer`` (a generated Service's load-balancer address); an object
   without status loads with an empty one.
 - Nothing here performs I/O. ``parse_object`` turns one mapping into a typed resource and
   raises ``ResourceError`` naming the object and the field on failure.
@@ -60,6 +61,16 @@ class Frozen(BaseModel):
 # --------------------------------------------------------------------------- metadata
 
 
+class OwnerReference(Frozen):
+    """One ``metadata.ownerReferences`` entry (read on Services rauta generates)."""
+
+    api_version: str = ""
+    kind: str = ""
+    name: str = ""
+    uid: str = ""
+    controller: bool | None = None
+
+
 class ObjectMeta(Frozen):
     name: Annotated[str, Field(min_length=1)]
     namespace: str = ""
@@ -70,6 +81,7 @@ class ObjectMeta(Frozen):
     uid: str = ""
     # RFC 3339 text as Kubernetes writes it; kept as text so ordering is exact and pure.
     creation_timestamp: str = ""
+    owner_references: tuple[OwnerReference, ...] = ()
 
 
 class LabelSelectorRequirement(Frozen):
@@ -391,10 +403,19 @@ class ServiceSpec(Frozen):
     external_name: str | None = None
 
 
+class ServiceStatusIn(Frozen):
+    """The part of a Service's status the model reads: ``loadBalancer`` (ingress entries,
+    kept as written), for the Services rauta generates per Gateway
+    (``rauta.model.services.gateway_addresses``)."""
+
+    load_balancer: dict[str, Any] = Field(default_factory=dict)
+
+
 class Service(Frozen):
     kind: Literal["Service"] = "Service"
     metadata: ObjectMeta
     spec: ServiceSpec = Field(default_factory=ServiceSpec)
+    status: ServiceStatusIn = Field(default_factory=ServiceStatusIn)
 
 
 class EndpointConditions(Frozen):
@@ -403,12 +424,21 @@ class EndpointConditions(Frozen):
     terminating: bool | None = None
 
 
+class EndpointTargetRef(Frozen):
+    """An endpoint's ``targetRef`` (an ObjectReference; rauta reads the Pod's name)."""
+
+    kind: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+
+
 class Endpoint(Frozen):
     addresses: Annotated[tuple[str, ...], Field(min_length=1)]
     conditions: EndpointConditions = Field(default_factory=EndpointConditions)
     hostname: str | None = None
     node_name: str | None = None
     zone: str | None = None
+    target_ref: EndpointTargetRef | None = None
 
 
 class EndpointPort(Frozen):

@@ -57,7 +57,8 @@ Rules:
 - Redirect Location (absolute URL): scheme = redirect scheme or the request's; host = the
   redirect hostname or the request Host without its port; port = the redirect port, else
   the well-known port of the redirect scheme when one is configured, else the listener
-  port (the Gateway API RequestRedirect rules); ``:80`` is omitted for http and ``:443``
+  port (the Gateway API RequestRedirect rules: ``PortConfig.public_port`` when the port
+  is an internal one of ``--gateway-services``, else the port that accepted it); ``:80`` is omitted for http and ``:443``
   for https; path = ReplaceFullPath, ReplacePrefixMatch (over the rule's PathPrefix value)
   or the normalised path; the query is kept untouched.
 - Forward: ``upstream_host`` is the URLRewrite hostname or the Host header exactly as
@@ -392,7 +393,8 @@ def pick_endpoint(endpoints: tuple[Endpoint, ...], key: bytes) -> Endpoint:
     return by_key[table.lookup_key(key)]
 
 
-def _location(req: RequestView, host: str, path: str, rule: Rule) -> str:
+def _location(req: RequestView, host: str, path: str, rule: Rule,
+              listener_port: int) -> str:
     redirect = rule.filters.redirect
     assert redirect is not None
     scheme = redirect.scheme or req.scheme
@@ -400,9 +402,9 @@ def _location(req: RequestView, host: str, path: str, rule: Rule) -> str:
     if redirect.port is not None:
         port = redirect.port
     elif redirect.scheme:
-        port = _DEFAULT_PORTS.get(redirect.scheme, req.port)
+        port = _DEFAULT_PORTS.get(redirect.scheme, listener_port)
     else:
-        port = req.port
+        port = listener_port
     netloc = hostname if _DEFAULT_PORTS.get(scheme) == port else f"{hostname}:{port}"
     new_path = _modified_path(redirect.path, rule, path)
     query = f"?{req.query}" if req.query else ""
@@ -449,7 +451,8 @@ def route(
             port=port,
             listener=listener,
             rule=rule,
-            location=_location(req, host, path, rule),
+            location=_location(req, host, path, rule,
+                               port.public_port if port.public_port is not None else req.port),
             response_headers=(filters.response_headers,) if filters.response_headers else (),
         )
 

@@ -38,6 +38,8 @@ Rules:
   with that reason; its listeners get Programmed=False, reason Pending (not online),
   and nothing of it is programmed. Without a pool everything is on address "" and
   statuses carry no address (the sink adds its own, if any).
+- ``gateway_services``: listeners on ("", internal port) with ``public_port`` (under a
+  pool as well as on the pool address); ``Translation.services``; see ``graph``.
 - Unresolvable backendRefs stay in the config as ``invalid`` backends that answer 500 for
   their weight's share; ResolvedRefs=False names the first problem.
 """
@@ -51,18 +53,11 @@ from typing import Any
 
 from rauta.model import config as cfg
 from rauta.model import hostnames
+from rauta.model.backends import ResolvedBackend, nsname
 from rauta.model.conditions import Condition, CondType, Reason, cond
 from rauta.model.features import supported as _supported_features
-from rauta.model.graph import (
-    DEFAULT_CONTROLLER,
-    Attachment,
-    GatewayState,
-    Graph,
-    ListenerState,
-    ResolvedBackend,
-    nsname,
-    valid_hostname,
-)
+from rauta.model.graph import DEFAULT_CONTROLLER, Attachment, GatewayState, Graph, ListenerState
+from rauta.model.hostnames import valid_hostname
 from rauta.model.paths import normalize_path
 from rauta.model.resources import (
     HTTPHeaderFilter,
@@ -73,6 +68,7 @@ from rauta.model.resources import (
     HTTPRouteRule,
 )
 from rauta.model.routing import regex_error
+from rauta.model.services import ServiceMode
 from rauta.model.snapshot import Snapshot
 from rauta.model.status import (
     Applied,
@@ -94,17 +90,18 @@ _PATH_RANK = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
 class Translation:
     config: cfg.RouterConfig
     statuses: Statuses
+    # ``--gateway-services``: the Services to generate, by namespace/name (else empty).
+    services: tuple[dict[str, object], ...] = ()
 
 
 class RuleError(Exception):
     """A rule that cannot be programmed (UnsupportedValue)."""
 
 
+# GatewayClass status.supportedFeatures (GEP-2162), by (address pool?, services mode?).
+SUPPORTED_FEATURES = {(pool, svc): tuple(sorted(f.name for f in _supported_features(
+    pool, services=svc))) for pool in (True, False) for svc in (True, False)}
 
-# GatewayClass status.supportedFeatures (GEP-2162): what rauta implements, by name.
-# GatewayClass status.supportedFeatures, with and without an address pool.
-SUPPORTED_FEATURES = {pool: tuple(sorted(f.name for f in _supported_features(pool)))
-                      for pool in (True, False)}
 
 def parse_duration_ms(text: str) -> int:
     """Gateway API Duration (``1h2m3s``, ``500ms``) in milliseconds; ``0s`` means none."""
@@ -365,7 +362,7 @@ def _listener_status(lis: ListenerState, applied: Applied | None,
         programmed = cond(CondType.PROGRAMMED, False, Reason.PENDING,
                           f"the Gateway has no address: {unassigned[1]}")
     else:
-        programmed = _programmed(lis.valid, lis.spec.port, applied, lis.address)
+        programmed = _programmed(lis.valid, lis.listen_port, applied, lis.address)
     conds = [cond(CondType.ACCEPTED, ok, reason, msg), programmed]
     rok, rreason, rmsg = lis.resolved
     conds.append(cond(CondType.RESOLVED_REFS, rok, rreason, rmsg))
@@ -397,8 +394,10 @@ def _gateway_status(gw: GatewayState, applied: Applied | None,
         programmed = cond(CondType.PROGRAMMED, False, Reason.INVALID, "the Gateway is not accepted")
     elif gw.unassigned is not None:
         programmed = cond(CondType.PROGRAMMED, False, *gw.unassigned)
+    elif gw.address_problem is not None:
+        programmed = cond(CondType.PROGRAMMED, False, *gw.address_problem)
     elif any(c.status == "True" for c in lis_prog):
-        programmed = cond(CondType.PROGRAMMED, True, Reason.PROGRAMMED, "")
+        programmed = cond(CondType.PROGRAMMED, True, Reason.PROGRAMMED, gw.address_note)
     elif any(c.reason == Reason.PENDING for c in lis_prog):
         programmed = Condition(type=CondType.PROGRAMMED, status="Unknown", reason=Reason.PENDING,
                                message="waiting for the proxy to apply the configuration")
@@ -406,7 +405,8 @@ def _gateway_status(gw: GatewayState, applied: Applied | None,
         programmed = cond(CondType.PROGRAMMED, False, Reason.INVALID, "no listener is programmed")
     return GatewayStatus(namespace=gw.obj.metadata.namespace, name=gw.obj.metadata.name,
                          generation=gw.obj.metadata.generation, uid=gw.obj.metadata.uid,
-                         addresses=(("IPAddress", gw.address),) if gw.address else (),
+                         addresses=gw.status_addresses or (
+                             (("IPAddress", gw.address),) if gw.address else ()),
                          conditions=(accepted, programmed), listeners=listeners)
 
 
@@ -503,10 +503,16 @@ def assemble(graph: Graph, rules: dict[ListenerId, tuple[cfg.Rule, ...]],
         for lr in pc.listeners:
             reuse_lr[(lr.gateway, lr.listener, lr.hostname, id(lr.rules))] = lr
     ports: dict[tuple[str, int], list[ListenerState]] = {}
+    public: dict[tuple[str, int], int] = {}  # (address, internal port) -> listener port
     for gw in graph.gateways:
         for lis in gw.listeners:
             if lis.served:
-                ports.setdefault((lis.address, lis.spec.port), []).append(lis)
+                ports.setdefault((lis.address, lis.listen_port), []).append(lis)
+                if lis.bind_port is not None:
+                    public[(lis.address, lis.listen_port)] = lis.spec.port
+                if lis.service_port is not None:  # pool + services: the Service's port too
+                    ports.setdefault(("", lis.service_port), []).append(lis)
+                    public[("", lis.service_port)] = lis.spec.port
     port_configs: list[cfg.PortConfig] = []
     for address, port in sorted(ports):
         group = sorted(ports[(address, port)], key=lambda lis: (
@@ -527,11 +533,14 @@ def assemble(graph: Graph, rules: dict[ListenerId, tuple[cfg.Rule, ...]],
         certs = tuple(cfg.TLSCertificate(hostname=lis.hostname, secrets=lis.certificates)
                       for lis in group if protocol == "HTTPS")
         old = reuse_pc.get((address, port))
+        pub = public.get((address, port))
         if (old is None or old.protocol != protocol or old.certificates != certs
+                or old.public_port != pub
                 or len(old.listeners) != len(listeners)
                 or any(a is not b for a, b in zip(old.listeners, listeners, strict=True))):
             old = cfg.PortConfig(address=address, port=port, protocol=protocol,
-                                 listeners=tuple(listeners), certificates=certs)
+                                 listeners=tuple(listeners), certificates=certs,
+                                 public_port=pub)
         port_configs.append(old)
     if previous is not None and len(previous.ports) == len(port_configs) and all(
             a is b for a, b in zip(previous.ports, port_configs, strict=True)):
@@ -539,10 +548,10 @@ def assemble(graph: Graph, rules: dict[ListenerId, tuple[cfg.Rule, ...]],
     else:
         config = cfg.RouterConfig(ports=tuple(port_configs))
 
-    pool = graph.address_pool is not None
+    mode = (graph.address_pool is not None, graph.service_mode is not None)
     classes = tuple(
         GatewayClassStatus(name=name, generation=gc.metadata.generation, uid=gc.metadata.uid,
-                           supported_features=SUPPORTED_FEATURES[pool],
+                           supported_features=SUPPORTED_FEATURES[mode],
                            conditions=(
             cond(CondType.ACCEPTED, True, Reason.ACCEPTED, ""),
             cond(CondType.SUPPORTED_VERSION, True, Reason.SUPPORTED_VERSION,
@@ -551,19 +560,22 @@ def assemble(graph: Graph, rules: dict[ListenerId, tuple[cfg.Rule, ...]],
     gateways = tuple(sorted((_gateway_status(gw, applied, attached) for gw in graph.gateways),
                             key=lambda s: (s.namespace, s.name)))
     return Translation(config, Statuses.model_construct(gateway_classes=classes,
-                                                        gateways=gateways, routes=routes))
+                                                        gateways=gateways, routes=routes),
+                       graph.services)
 
 
 def translate(snapshot: Snapshot, *, controller_name: str = DEFAULT_CONTROLLER,
-              applied: Applied | None = None, address_pool: str | None = None) -> Translation:
+              applied: Applied | None = None, address_pool: str | None = None,
+              gateway_services: ServiceMode | None = None) -> Translation:
     """Compute the RouterConfig and every status rauta owns for ``snapshot``.
 
     ``address_pool`` (a CIDR) gives each Gateway its own address; ``None`` serves every
     Gateway on the proxy's listen host. ``ValueError`` when it is not a CIDR.
+    ``gateway_services`` turns on the per-Gateway Services (``Translation.services``).
     """
     graph = Graph(snapshot, controller_name,
                   dict(applied.invalid_certificates) if applied is not None else None,
-                  address_pool)
+                  address_pool, services=gateway_services)
     entries: dict[ListenerId, list[tuple[SortKey, cfg.Rule]]] = {}
     attached: dict[ListenerId, int] = {}
     statuses: list[RouteStatus] = []

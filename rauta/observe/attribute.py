@@ -9,9 +9,13 @@ Rules:
   changes once assigned, new names get the next id in sorted order of registration
   batches, so two registries fed the same batches agree.
 - Upstream events join the proxy's ``FlowRecord`` on the 4-tuple; with keep-alive the
-  record used is the one whose ``start_ns`` is the latest ≤ the event's ``start_ns``.
+  record used is the one whose ``start_ns`` is the latest ≤ the kernel event's ``end_ns``
+  (the proxy stamps its record just after the write the kernel may already have seen;
+  rauta's upstream pool does not pipeline, so the next record starts after ``end_ns``).
 - Without a record, the server endpoint maps to its Service through the config's
-  backends (``EndpointIndex``); ``pods`` optionally maps "ip:port" to a Pod name.
+  backends (``EndpointIndex``), and to its route, rule and backend when only one rule
+  sends to it. Its Pod is the endpoint's ``pod`` (the EndpointSlice's targetRef), or
+  what ``pods`` ("ip:port" → "namespace/name") says, which wins.
 - Downstream events (server = a listener) are attributed with ``rauta.model.routing.route``,
   the same function the proxy routes with, from listener port, Host, path and method.
 """
@@ -109,10 +113,15 @@ class JoinTable:
 
 
 class EndpointIndex:
-    """Endpoint "ip:port" → (Service, Pod) from a RouterConfig's backends."""
+    """Endpoint "ip:port" → (Service, Pod), and its owners, from a RouterConfig's backends.
+
+    ``owner`` is the (route, rule, backend) that sends to the endpoint when exactly one
+    does; when several do it is ("", "", backend) if they share one backend, else empty.
+    """
 
     def __init__(self, config: RouterConfig, pods: Mapping[str, str] | None = None) -> None:
         self._svc: dict[tuple[str, int], str] = {}
+        self._owners: dict[tuple[str, int], set[tuple[str, str, str]]] = {}
         self._pods = dict(pods or {})
         for port in config.ports:
             for lr in port.listeners:
@@ -121,10 +130,21 @@ class EndpointIndex:
                         svc = b.name.rpartition(":")[0] or b.name
                         for e in b.endpoints:
                             self._svc.setdefault((e.address, e.port), svc)
+                            if e.pod:
+                                self._pods.setdefault(f"{e.address}:{e.port}", e.pod)
+                            self._owners.setdefault((e.address, e.port), set()).add(
+                                (rule.route, rule_name(rule), b.name))
         self.listeners = frozenset((p.address, p.port) for p in config.ports)
 
     def service(self, ep: Endpoint) -> tuple[str, str]:
         return (self._svc.get((ep.ip, ep.port), ""), self._pods.get(f"{ep.ip}:{ep.port}", ""))
+
+    def owner(self, ep: Endpoint) -> tuple[str, str, str]:
+        owners = self._owners.get((ep.ip, ep.port), set())
+        if len(owners) == 1:
+            return next(iter(owners))
+        backends = {o[2] for o in owners}
+        return ("", "", backends.pop()) if len(backends) == 1 else ("", "", "")
 
 
 class Attributor:
@@ -143,14 +163,23 @@ class Attributor:
         if ev.leg == "downstream":
             return self._downstream(ev)
         svc, pod = self.index.service(ev.server)
-        rec = self.table.lookup((ev.client, ev.server), ev.start_ns) if not ev.route else None
+        # The proxy stamps a record just after writing the request, so the kernel may
+        # see that request first: join on the response's time instead. The next request
+        # on the connection is written only after this response was read, so the record
+        # wanted is the latest one started before ``end_ns``.
+        at = ev.end_ns if ev.source == "xdp" else ev.start_ns
+        rec = self.table.lookup((ev.client, ev.server), at) if not ev.route else None
         if rec is not None:
             return dataclasses.replace(
                 ev, route=rec.route, rule=rec.rule, backend=rec.backend,
                 service=ev.service or svc, pod=ev.pod or pod,
                 connect_ns=ev.connect_ns or rec.connect_ns,
             )
-        return dataclasses.replace(ev, service=ev.service or svc, pod=ev.pod or pod)
+        if ev.route or ev.backend:
+            return dataclasses.replace(ev, service=ev.service or svc, pod=ev.pod or pod)
+        r, rl, b = self.index.owner(ev.server)
+        return dataclasses.replace(ev, route=r, rule=rl, backend=b,
+                                   service=ev.service or svc, pod=ev.pod or pod)
 
     def _downstream(self, ev: HttpEvent) -> HttpEvent:
         d = route(self.config, RequestView(

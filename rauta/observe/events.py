@@ -109,6 +109,7 @@ class ConnectEvent:
     end_ns: int
     service: str = ""
     pod: str = ""
+    source: Source = "xdp"  # "proxy": the proxy's own connect (ProxyHook)
 
     @property
     def duration_ns(self) -> int:

@@ -30,11 +30,12 @@ from typing import Any, Literal
 from rauta.observe import decode
 from rauta.observe.events import ConnectEvent, Endpoint, HttpEvent
 from rauta.observe.ringbuf import RingReader, open_ring
-from rauta.observe.xdplink import attach_xdp
+from rauta.observe.xdplink import attach_xdp, veth_peer
 
 SOURCE = Path(__file__).resolve().parents[2] / "bpf" / "observer.c"
 
 POLL_STEP_MS = 5
+FILTER_OFF = 2  # config[0] value that reports every endpoint (bpf/observer.c)
 PERF_WAKEUP = 64
 
 Transport = Literal["ring", "perf"]
@@ -131,6 +132,25 @@ class KernelObserver:
         fd = attach_xdp(self._prog.fd, iface, netns, self.xdp_mode)
         self._links.append((iface, netns, fd))
 
+    def attach_ends(self, ifaces: Iterable[str], netns: str | None = None,
+                    peers: bool = True) -> list[tuple[str, str | None]]:
+        """Attach to each of ``ifaces`` (in ``netns``) and, with ``peers``, to its veth
+        peer where ``xdplink.veth_peer`` finds it; returns the (iface, netns) attached,
+        each once. XDP sees only what arrives on an end, so a request/response pair needs
+        both ends of the veth it crosses."""
+        ends: list[tuple[str, str | None]] = []
+        for iface in ifaces:
+            ends.append((iface, netns))
+            peer = veth_peer(iface, netns) if peers else None
+            if peer is not None:
+                ends.append(peer)
+        done: list[tuple[str, str | None]] = []
+        for end in ends:
+            if end not in done and end not in [(i, n) for i, n, _ in self._links]:
+                self.attach(*end)
+                done.append(end)
+        return done
+
     def detach_all(self) -> None:
         for _iface, _ns, fd in self._links:
             os.close(fd)
@@ -162,8 +182,14 @@ class KernelObserver:
         on = self._filter_forced
         if on is None:
             on = bool(self._watch_keys)
+        # config[0]: 0 (as loaded) or 1 = watched endpoints only, 2 = every endpoint. The
+        # program starts closed, so nothing unwatched is recorded before this runs.
         t = self._bpf[b"config"]
-        t[t.Key(0)] = t.Leaf(1 if on else 0)
+        was_off = t[t.Key(0)].value == FILTER_OFF
+        t[t.Key(0)] = t.Leaf(1 if on else FILTER_OFF)
+        if on and was_off:
+            # Connects begun while the filter was open may be to endpoints not watched.
+            self._bpf[b"syns"].clear()
 
     def set_flow_route(self, client: Endpoint, server: Endpoint, route_id: int) -> None:
         t = self._bpf[b"flow_route"]

@@ -57,8 +57,10 @@ class ProxyHook:
         self.queue: deque[Any] = deque()  # Event values and _build tuples
         self.maxlen = maxlen
         self.lost = 0
-        self.table = table or JoinTable()
-        self.ids = ids or RouteIds()
+        # "is None", not "or": an empty JoinTable is falsy (it has __len__), and the
+        # pipeline's table must be the one shared, not a private copy.
+        self.table = table if table is not None else JoinTable()
+        self.ids = ids if ids is not None else RouteIds()
         self.set_flow_route = set_flow_route
 
     def _push(self, item: Any) -> None:
@@ -93,7 +95,7 @@ class ProxyHook:
         if isinstance(connect_t0, int):
             connect_ns = now - connect_t0
             self._push(ConnectEvent(flow[0], flow[1], "established", connect_t0, now,
-                                    service=_service(dec)))
+                                    service=_service(dec), source="proxy"))
         rule = dec.rule
         rname = rule.route if rule is not None else ""
         rl = rule_name(rule) if rule is not None else ""
@@ -119,7 +121,8 @@ class ProxyHook:
         else:
             outcome = "failed"
         self._push(ConnectEvent(Endpoint("", 0), Endpoint(key[0], key[1]), outcome,  # type: ignore[arg-type]
-                                connect_t0 if isinstance(connect_t0, int) else now, now, service=_service(dec)))
+                                connect_t0 if isinstance(connect_t0, int) else now, now, service=_service(dec),
+                                source="proxy"))
 
 
 def _build(item: tuple[_Pending, int, int]) -> HttpEvent:

@@ -10,15 +10,25 @@ Rules:
 - ``setns`` affects the calling thread only; ``in_netns`` always switches back, even
   when the body raises.
 - A link is detached by closing its fd (``os.close``); nothing here pins links.
+- ``veth_peer`` finds the other end of a veth pair with iproute2's JSON output (``ip -j
+  -d link show``) in the root namespace and every named one (``/run/netns``): the peer
+  is the veth whose ifindex is this end's ``link_index`` and whose ``link_index`` is this
+  end's ifindex (a peer in the same namespace is named by ``link`` instead). Nothing is found (``None``) for a non-veth or a peer in an unnamed
+  namespace; the caller then attaches the given end only, or the user names both.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 BPF_XDP = 37
 XDP_FLAGS_SKB_MODE = 1 << 1
@@ -95,3 +105,65 @@ def attach_xdp(prog_fd: int, iface: str, netns: str | None = None, mode: str = "
         err = -fd if fd < -1 else ctypes.get_errno()
         raise OSError(err, f"bpf_link_create(xdp, {iface}, {mode}): {os.strerror(err)}")
     return int(fd)
+
+
+def _links(netns: str | None) -> list[dict[str, Any]]:
+    """``ip -j -d link show`` in ``netns`` (None: this namespace); [] when it fails."""
+    if netns and "/" in netns:  # a path: `ip -n` takes names only
+        cmd = ["nsenter", f"--net={netns}", "ip", "-j", "-d", "link", "show"]
+    else:
+        cmd = ["ip", "-j", "-d"] + (["-n", netns] if netns else []) + ["link", "show"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=10,
+                           stdin=subprocess.DEVNULL)
+        data = json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else []
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return []
+    return [d for d in data if isinstance(d, dict)]
+
+
+def _is_veth(link: dict[str, Any]) -> bool:
+    info = link.get("linkinfo")
+    return isinstance(info, dict) and info.get("info_kind") == "veth"
+
+
+def named_netns() -> list[str]:
+    """The names under /run/netns (``ip netns``), sorted."""
+    d = Path("/run/netns")
+    return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+
+def iface_exists(iface: str, netns: str | None = None) -> str | None:
+    """None when ``iface`` exists (in ``netns``), else why not (one line)."""
+    if netns is not None and not os.path.exists(netns_path(netns)):
+        return f"network namespace {netns!r} not found ({netns_path(netns)})"
+    try:
+        with in_netns(netns):
+            socket.if_nametoindex(iface)
+    except OSError as e:
+        where = f" in netns {netns}" if netns else ""
+        return f"no interface {iface!r}{where} ({e.strerror or e})"
+    return None
+
+
+def veth_peer(iface: str, netns: str | None = None) -> tuple[str, str | None] | None:
+    """The (name, netns) of the other end of veth ``iface``, or None (see the module doc)."""
+    if shutil.which("ip") is None:
+        return None
+    me = next((d for d in _links(netns) if d.get("ifname") == iface), None)
+    if me is None or not _is_veth(me):
+        return None
+    if "link_index" not in me:  # the peer is in the same namespace: iproute2 names it
+        peer = me.get("link")
+        return (str(peer), netns) if isinstance(peer, str) and peer != iface else None
+    want, back = me["link_index"], me["ifindex"]
+    same_ns = "link_netnsid" not in me
+    candidates: list[str | None] = [netns] if same_ns else [None, *named_netns()]
+    for ns in candidates:
+        if not same_ns and ns == netns:
+            continue
+        for d in _links(ns):
+            if (d.get("ifindex") == want and d.get("link_index") == back and _is_veth(d)
+                    and not (ns == netns and d.get("ifname") == iface)):
+                return str(d["ifname"]), ns
+    return None

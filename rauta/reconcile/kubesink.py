@@ -28,12 +28,13 @@ from rauta.model.status import AnyStatus, stamp, status_key
 from rauta.reconcile.kube import KINDS, ApiError, KubeClient
 from rauta.reconcile.reconciler import StatusChanges
 from rauta.reconcile.sinks import utc_now
+from rauta.reconcile.worker import BackgroundWriter
 
 log = logging.getLogger("rauta.status")
 Key = tuple[str, str, str]
 
 
-class KubeStatusSink:
+class KubeStatusSink(BackgroundWriter):
     def __init__(self, client: KubeClient, *, controller_name: str,
                  is_leader: Callable[[], bool] = lambda: True,
                  addresses: list[Mapping[str, str]] | None = None,
@@ -52,10 +53,7 @@ class KubeStatusSink:
         self.concurrency = concurrency
         self._dirty: dict[Key, None] = {}  # ordered set of keys waiting to be written
         self._failures: dict[Key, int] = {}  # consecutive failed writes, for backoff
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._worker: asyncio.Task[None] | None = None
+        BackgroundWriter.__init__(self, "status-writer")
         self.metric = Counter("rauta_status_writes", "Status subresource writes, by outcome",
                               ["kind", "outcome"], registry=registry)
 
@@ -81,20 +79,10 @@ class KubeStatusSink:
         self._kick()
 
     def _kick(self) -> None:
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._run(), name="status-writer")
+        self._start_worker()
         if self._dirty:
             self._idle.clear()
         self._wake.set()
-
-    async def flush(self, timeout: float = 30.0) -> None:
-        """Wait until every queued status is written (or skipped)."""
-        await asyncio.wait_for(self._idle.wait(), timeout)
-
-    async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:

@@ -22,8 +22,11 @@ Rules:
   heap holding thousands of routes stops the event loop (and so the proxy) for hundreds
   of milliseconds; frozen objects are still freed by reference counting, only cycles
   among them are never collected (the bounded price).
+- ``gateway_services``: the model also computes the per-Gateway Services; after every
+  pass they go to the ``service_sink`` (which writes only what differs).
 - An input that fails to parse never reaches the model; the last good version is kept and
-  one error line is logged per distinct problem.
+  one error line is logged per distinct problem. ``check_fields``/``strict`` turn on the
+  store's field validation (unknown fields: a warning each, logged once; or errors).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any, Protocol
 from rauta.model import incremental
 from rauta.model.config import EMPTY, RouterConfig
 from rauta.model.graph import DEFAULT_CONTROLLER
+from rauta.model.services import ServiceMode
 from rauta.model.snapshot import Key, Snapshot
 from rauta.model.status import (
     Applied,
@@ -76,6 +80,10 @@ class StatusChanges:
 
 class StatusSink(Protocol):
     async def write(self, changes: StatusChanges) -> None: ...
+
+
+class ServiceSink(Protocol):
+    def update(self, desired: Iterable[Mapping[str, Any]]) -> None: ...
 
 
 def status_diff(before: Mapping[tuple[str, str, str], Any],
@@ -161,13 +169,17 @@ class Reconciler:
                  controller_name: str = DEFAULT_CONTROLLER,
                  settle: float = 0.001, max_delay: float = 0.1,
                  retry_delay: float = 1.0, address_pool: str | None = None,
-                 freeze_heap: bool = True) -> None:
+                 freeze_heap: bool = True, gateway_services: ServiceMode | None = None,
+                 service_sink: ServiceSink | None = None, check_fields: bool = False,
+                 strict: bool = False) -> None:
         self.proxy, self.sink = proxy, sink
         self.address_pool = address_pool
+        self.gateway_services = gateway_services
+        self.service_sink = service_sink
         self.retry_delay = retry_delay
         self.controller_name = controller_name
         self.settle, self.max_delay = settle, max_delay
-        self.store = ObjectStore()
+        self.store = ObjectStore(check_fields=check_fields, strict=strict)
         self.config: RouterConfig = EMPTY
         self.applied: Applied | None = None
         self.statuses: dict[tuple[str, str, str], Any] = {}
@@ -219,6 +231,11 @@ class Reconciler:
                 self._logged_errors.add(err)
                 self.stats.errors.append(err)
                 log.error("invalid input, keeping the last good version: %s", err)
+        for lines in self.store.warnings.values():
+            for line in lines:
+                if line not in self._logged_errors:
+                    self._logged_errors.add(line)
+                    log.warning("%s", line)
 
     # ----------------------------------------------------------------- loop
 
@@ -271,7 +288,8 @@ class Reconciler:
         def work() -> incremental.Incremental:
             if memo is None:
                 return incremental.start(snapshot, controller_name=self.controller_name,
-                                         applied=applied, address_pool=self.address_pool)
+                                         applied=applied, address_pool=self.address_pool,
+                                         gateway_services=self.gateway_services)
             return incremental.update(memo, snapshot, changed, applied=applied)
 
         self._memo = await asyncio.to_thread(work)
@@ -314,6 +332,8 @@ class Reconciler:
                 if self._diffed is not None else None)
         self.statuses, changes = fast or status_diff(self.statuses, desired.statuses)
         self._diffed = desired.statuses
+        if self.service_sink is not None:
+            self.service_sink.update(desired.services)
         if changes:
             await self.sink.write(changes)
             self.stats.status_writes += (len(changes.gateway_classes) + len(changes.gateways)

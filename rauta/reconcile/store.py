@@ -6,10 +6,15 @@ only ever talk to the store through ``Event``s or ``replace_all``.
 
 Rules:
 - An event whose object equals what is stored is a no-op (``apply`` returns False).
+  Status is not compared (it is rauta's output), except the two parts the model reads:
+  a Gateway's ``status.addresses`` and, on a Service with the gateway-name label (one
+  rauta may have generated), ``status.loadBalancer``.
 - ``replace_all`` (a re-list: file reload, watch 410 Gone) turns a full object list into
   only the real differences, so nothing is applied twice and nothing is lost.
 - An object that fails to parse never replaces the last good version of that object: the
   store keeps serving the old one and records one error line naming the object and field.
+  With ``check_fields`` unknown fields are warnings (``warnings``), with ``strict`` errors
+  (the ``--strict`` of ``rauta controller``; the file source checks files itself).
 - Secret key material never enters the model; the store keeps TLS pairs aside for the proxy.
 - Every key whose parsed object changed is remembered until ``take_snapshot`` hands it
   out with the snapshot it belongs to (the incremental translator's input).
@@ -23,7 +28,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rauta.fieldcheck import unknown_fields
 from rauta.model.resources import KINDS, Resource, ResourceError, parse_object
+from rauta.model.services import GATEWAY_NAME_LABEL
 from rauta.model.snapshot import Key, Snapshot, key_of
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
@@ -57,8 +64,13 @@ def _comparable(obj: Mapping[str, Any]) -> Any:
     status = out.pop("status", None)  # status is ours to write, never an input...
     if obj.get("kind") == "Gateway" and isinstance(status, Mapping) and status.get("addresses"):
         # ... except a Gateway's addresses: it keeps the address it was given (the model's
-        # allocation is sticky), so every replica and every restart agrees.
+        # allocation is sticky), so every replica and every restart agrees...
         out["status"] = {"addresses": status["addresses"]}
+    elif (obj.get("kind") == "Service" and isinstance(status, Mapping)
+          and status.get("loadBalancer")
+          and GATEWAY_NAME_LABEL in (meta.get("labels") or {})):
+        # ... and a generated Service's load balancer: its ingress is the Gateway's address.
+        out["status"] = {"loadBalancer": status["loadBalancer"]}
     return out
 
 
@@ -81,6 +93,12 @@ class ObjectStore:
     raw: dict[Key, Mapping[str, Any]] = field(default_factory=dict)
     parsed: dict[Key, Resource] = field(default_factory=dict)
     errors: dict[Key, str] = field(default_factory=dict)
+    # Field validation (``rauta.fieldcheck``, as ``rauta serve`` does for files): with
+    # ``check_fields`` each unknown field is a warning (``warnings``); with ``strict`` too
+    # it is an error instead, and the object's last good version is kept.
+    check_fields: bool = False
+    strict: bool = False
+    warnings: dict[Key, tuple[str, ...]] = field(default_factory=dict)
     _snapshot: Snapshot | None = None
     _changed: set[Key] = field(default_factory=set)  # since the last take_snapshot
     _pending: dict[Key, Resource | None] = field(default_factory=dict)  # not in _snapshot
@@ -93,6 +111,7 @@ class ObjectStore:
             return False
         if event.type == "DELETED":
             self.errors.pop(key, None)
+            self.warnings.pop(key, None)
             if key not in self.raw:
                 return False
             del self.raw[key]
@@ -102,7 +121,22 @@ class ObjectStore:
             return True
         old = self.raw.get(key)
         if old is not None and _comparable(old) == _comparable(obj):
+            if key in self.parsed:
+                # Nothing the model reads changed, but keep the latest raw object: its
+                # resourceVersion is what a write of it (a generated Service) must carry.
+                self.raw[key] = obj
             return False
+        if self.check_fields or self.strict:
+            where = f"{key[0]} {key[1]}/{key[2]}" if key[1] else f"{key[0]} {key[2]}"
+            found = tuple(f'{where}: unknown field "{f}"' for f in unknown_fields(obj))
+            if found and self.strict:
+                more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+                self.errors[key] = f"{found[0]}{more} (--strict)"
+                return False
+            if found:
+                self.warnings[key] = found
+            else:
+                self.warnings.pop(key, None)
         try:
             parsed = parse_object(_comparable(obj))
         except ResourceError as exc:

@@ -12,7 +12,10 @@ Role: the "checked against the real API server" part of the artifacts.
   bound to exactly deploy/'s ClusterRole and Lease Role and brings the examples to full
   status convergence; traffic follows every example (backends in network namespaces).
 - RBAC minimal: each single (apiGroup, resource, verb) of those roles is removed in turn;
-  every variant breaks something, and the test prints what broke for each.
+  every variant breaks something, and the test prints what broke for each. The variants
+  run with ``--gateway-services`` (as deploy/ does), each over a world that needs a
+  generated Service created (Gateway gw2), one updated (gw's, stale) and one deleted (a
+  Service of ours for a Gateway of another class), so the Service verbs are judged too.
 - The dashboard's metrics all exist in ``/metrics`` of a running ``rauta serve`` (the
   quickstart) and of the lab controller; the alert rules pass ``promtool check rules``
   and ``promtool test rules``.
@@ -763,6 +766,7 @@ class Variant:
     ns: str
     ctl: ControllerProcess | None = None
     broke: list[str] = field(default_factory=list)
+    stale_uid: str = ""  # the stale generated Service's uid: it must be updated in place
 
     @property
     def label(self) -> str:
@@ -770,6 +774,24 @@ class Variant:
             return "(nothing removed)"
         g, r, v = self.drop
         return f"{self.where} -{v} {r}{'.' + g if g else ''}"
+
+
+SVC_PORTS = (20000, 20099)  # --internal-ports of the variants (each on its own loopback IP)
+
+
+def generated_service(gw: dict[str, Any], ctl_name: str, target: int) -> dict[str, Any]:
+    """A Service as ``rauta controller --gateway-services`` marks its own (label,
+    annotation, ownerReference to the live Gateway), with a given targetPort."""
+    meta = gw["metadata"]
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": f"{meta['name']}-rauta", "namespace": meta["namespace"],
+                         "labels": {"gateway.networking.k8s.io/gateway-name": meta["name"]},
+                         "annotations": {"rauta.io/controller-name": ctl_name},
+                         "ownerReferences": [{"apiVersion": GWV, "kind": "Gateway",
+                                              "name": meta["name"], "uid": meta["uid"],
+                                              "controller": True}]},
+            "spec": {"type": "LoadBalancer",
+                     "ports": [{"name": "p80", "port": 80, "targetPort": target}]}}
 
 
 def variant_state(api: Api, v: Variant, gc: str, ctl_name: str) -> list[str]:
@@ -792,6 +814,16 @@ def variant_state(api: Api, v: Variant, gc: str, ctl_name: str) -> list[str]:
     gw = api.get("Gateway", v.ns, "gw") or {}
     if conds((gw.get("status") or {}).get("conditions")).get("Programmed") != "True":
         bad.append("Gateway status not written")
+    svc = api.get("Service", v.ns, "gw-rauta") or {}
+    if not all(SVC_PORTS[0] <= p.get("targetPort", 0) <= SVC_PORTS[1]
+               for p in (svc.get("spec") or {}).get("ports") or [{}]):
+        bad.append("stale Service gw-rauta not updated")
+    elif svc.get("metadata", {}).get("uid") != v.stale_uid:
+        bad.append("Service gw-rauta re-created instead of updated in place")
+    if api.get("Service", v.ns, "gw2-rauta") is None:
+        bad.append("Service gw2-rauta not created")
+    if api.get("Service", v.ns, "other-rauta") is not None:
+        bad.append("Service other-rauta (Gateway of another class) not deleted")
     rt = api.get("HTTPRoute", v.ns, "rt") or {}
     ours = [p for p in (rt.get("status") or {}).get("parents") or ()
             if p.get("controllerName") == ctl_name]
@@ -846,11 +878,15 @@ def test_rbac_minimal_every_rule_is_needed(lab: Lab, rendered: Any,
         api.create({"apiVersion": "v1", "kind": "Service",
                     "metadata": {"name": "web", "namespace": v.ns},
                     "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 3000}]}})
-        api.create({"apiVersion": GWV, "kind": "Gateway",
-                    "metadata": {"name": "gw", "namespace": v.ns},
-                    "spec": {"gatewayClassName": gc,
-                             "listeners": [{"name": "http", "port": port,
-                                            "protocol": "HTTP"}]}})
+        gws = {name: api.create({"apiVersion": GWV, "kind": "Gateway",
+                                 "metadata": {"name": name, "namespace": v.ns},
+                                 "spec": {"gatewayClassName": cls,
+                                          "listeners": [{"name": "http", "port": port,
+                                                         "protocol": "HTTP"}]}})
+               for name, cls in (("gw", gc), ("gw2", gc), ("other", f"{gc}-not-ours"))}
+        stale = api.create(generated_service(gws["gw"], ctl_name, 1))  # to be updated
+        v.stale_uid = stale["metadata"]["uid"]
+        api.create(generated_service(gws["other"], ctl_name, 20050))  # to be deleted
         api.create({"apiVersion": GWV, "kind": "HTTPRoute",
                     "metadata": {"name": "rt", "namespace": v.ns},
                     "spec": {"parentRefs": [{"name": "gw"}],
@@ -858,7 +894,10 @@ def test_rbac_minimal_every_rule_is_needed(lab: Lab, rendered: Any,
         kc = kubeconfig_for(lab, token_for(lab, v.ns, "rauta"), workdir / f"{v.ns}.kubeconfig")
         v.ctl = ControllerProcess(kc, controller_name=ctl_name, listen_host=loopback(),
                                   lease_name="rauta", lease_namespace=v.ns, identity=v.ident,
-                                  lease_duration=3.0)
+                                  lease_duration=3.0, extra=(
+                                      "--gateway-services", "--internal-ports",
+                                      f"{SVC_PORTS[0]}-{SVC_PORTS[1]}",
+                                      "--address-fallback", "192.0.2.1"))
 
     def teardown(v: Variant) -> None:
         if v.ctl is not None:

@@ -5,7 +5,7 @@ and everything else to a live echo backend. Each request to ``/gone`` is a refus
 connect. The observer must print one ``connect_failure`` line per failed connect, naming
 the Service and the endpoint, with reason ``refused``. It must count them in
 ``rauta_observer_connect_failures_total``, and the live backend must cause no anomaly.
-An ``xdp`` mode is refused on the command line, since it is not built.
+An ``xdp`` mode without ``--observe-iface`` is refused on the command line (one line).
 
 The test reads only the process's stdout and its admin server. From rauta it imports only
 a free-port helper.
@@ -133,21 +133,21 @@ def test_serve_observe_proxy_reports_refused_connects(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
 
 
-def test_serve_observe_refuses_modes_not_built(tmp_path: Path) -> None:
+def test_serve_observe_xdp_needs_an_interface(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("")
     r = subprocess.run([sys.executable, "-m", "rauta.cli", "serve", "--config", str(cfg),
                         "--observe", "xdp"], cwd=REPO, capture_output=True, text=True,
                        timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert "xdp" in r.stderr
+    assert "xdp" in r.stderr and "--observe-iface" in r.stderr, r.stderr
 
 
 def test_controller_takes_the_same_observe_options(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-m", "rauta.cli", "controller", "--help"], cwd=REPO,
                        capture_output=True, text=True, timeout=30, env=env)
-    assert r.returncode == 0 and "--observe [proxy]" in r.stdout, r.stdout
+    assert r.returncode == 0 and "--observe [proxy|xdp|both]" in r.stdout, r.stdout
     bad = tmp_path / "no" / "such" / "dir" / "events.jsonl"
     r = subprocess.run([sys.executable, "-m", "rauta.cli", "controller", "--observe", "proxy",
                         "--observe-out", str(bad)], cwd=REPO, capture_output=True, text=True,

@@ -7,6 +7,10 @@ IPv6 fd00:<a>:<b>::1/::2 (no DAD), all links up. Sockets made inside ``in_ns(...
 stay in that namespace afterwards, so one test process can send raw frames (AF_PACKET)
 or make TCP connections from either side and count what the other side received.
 
+``HostNs`` is one namespace joined to the root namespace by a veth pair (``<tag>h`` in
+the root namespace, 10.<a>.<b>.1, and ``<tag>n`` inside, .2), for a process in the root
+namespace (the rauta proxy) between namespaces.
+
 Rules:
 - Must not import rauta: it judges the observer, it does not use it.
 - Everything is removed in ``close()`` (and by the context manager, even on failure);
@@ -144,6 +148,55 @@ class VethPair:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass
+class HostNs:
+    ns: str = ""
+    host_if: str = ""
+    ns_if: str = ""
+    host_v4: str = ""
+    ns_v4: str = ""
+    _made: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls) -> HostNs:
+        n = next(_seq)
+        a, b = os.getpid() % 200 + 20, n % 250 + 1
+        tag = f"xh{os.getpid() % 100000}{n}"
+        v = cls(ns=tag + "s", host_if=tag + "h", ns_if=tag + "n",
+                host_v4=f"10.{a}.{b}.1", ns_v4=f"10.{a}.{b}.2")
+        try:
+            ip("netns", "add", v.ns)
+            v._made.append(v.ns)
+            ip("link", "add", v.host_if, "type", "veth", "peer", "name", v.ns_if, "netns", v.ns)
+            ip("addr", "add", f"{v.host_v4}/24", "dev", v.host_if)
+            ip("link", "set", v.host_if, "up")
+            ip("-n", v.ns, "addr", "add", f"{v.ns_v4}/24", "dev", v.ns_if)
+            ip("-n", v.ns, "link", "set", v.ns_if, "up")
+            ip("-n", v.ns, "link", "set", "lo", "up")
+        except BaseException:
+            v.close()
+            raise
+        return v
+
+    def close(self) -> None:
+        ip("link", "del", self.host_if, check=False)  # gone with the namespace anyway
+        for ns in reversed(self._made):
+            ip("netns", "del", ns, check=False)
+        self._made.clear()
+
+    def __enter__(self) -> HostNs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def xdp_on(ifc: str, ns: str | None = None) -> bool:
+    """Whether any XDP program is on ``ifc`` (in ``ns``; None: the root namespace)."""
+    out = ip(*(["-n", ns] if ns else []), "-d", "link", "show", ifc).stdout
+    return " xdp" in out or "prog/xdp" in out
 
 
 def drain_received(s: socket.socket, match: bytes = b"") -> int:

@@ -251,6 +251,9 @@ def needed_cluster_pairs() -> set[tuple[str, str, str]]:
         kind = KINDS[name]
         group = kind.api_version.rpartition("/")[0]
         pairs |= {(group, kind.plural, "get"), (group, f"{kind.plural}/status", "update")}
+    # --gateway-services (on in deploy/): the generated Services' writes
+    from rauta.reconcile.servicesink import METHODS
+    pairs |= {("", KINDS["Service"].plural, verb) for verb in METHODS}
     return pairs
 
 
@@ -549,3 +552,21 @@ def test_no_manifest_image_is_untagged_or_latest():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     for img in (values["image"], values["observer"]["image"]):
         assert img["tag"] in ("", None) or img["tag"] != "latest"  # "" = appVersion
+
+
+def test_observer_daemonset_args_are_rauta_observe_flags():
+    """The DaemonSet's and the chart's command lines parse with ``rauta observe`` itself, and
+    the metrics port it binds is the container port the DaemonSet declares."""
+    comp = yaml.safe_load((OBSERVER / "kustomization.yaml").read_text())
+    [ds] = [o for r in comp["resources"] for o in load_all(OBSERVER / r)
+            if o.get("kind") == "DaemonSet"]
+    [c] = ds["spec"]["template"]["spec"]["containers"]
+    chart = yaml.safe_load((REPO / "charts" / "rauta" / "values.yaml").read_text())
+    for args in (c["args"], chart["observer"]["args"]):
+        assert args[0] == "observe"
+        p = main.commands["observe"].make_context("observe", list(args[1:])).params
+        assert p["ifaces"], "the observer needs an interface"
+        host, port = p["metrics"]
+        assert host == "0.0.0.0", "Prometheus scrapes the pod (node) IP"
+        [m] = [q for q in c["ports"] if q["name"] == "metrics"]
+        assert m["containerPort"] == int(port)

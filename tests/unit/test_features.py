@@ -149,11 +149,18 @@ def test_gatewayclass_status_lists_the_supported_features_sorted() -> None:
     snap = Snapshot.from_dicts([{
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
         "metadata": {"name": "rauta"}, "spec": {"controllerName": "rauta.io/gateway-controller"}}])
-    (gc,) = translate(snap, address_pool="127.0.1.0/24").statuses.gateway_classes
+    from rauta.model.services import ServiceMode
+
+    (gc,) = translate(snap, address_pool="127.0.1.0/24",
+                      gateway_services=ServiceMode()).statuses.gateway_classes
     names = sorted(f.name for f in features.FEATURES if f.supported)
     assert list(gc.supported_features) == names and len(names) <= 64  # the CRD's maxItems
     (no_pool,) = translate(snap).statuses.gateway_classes
     assert "GatewayStaticAddresses" in names
     assert "GatewayStaticAddresses" not in no_pool.supported_features
+    assert "GatewayInfrastructure" in names
+    assert "GatewayInfrastructure" not in no_pool.supported_features  # needs the services
+    (pool_only,) = translate(snap, address_pool="127.0.1.0/24").statuses.gateway_classes
+    assert "GatewayInfrastructure" not in pool_only.supported_features
     written = stamp(gc, {}, controller_name="rauta.io/gateway-controller", now="t")
     assert written["supportedFeatures"] == [{"name": n} for n in names]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rauta.cli import dump_yaml, main, translate_cmd, translate_files
+from rauta.cli import dump_yaml, main, service_mode, translate_cmd, translate_files
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "input.yaml").exists())
@@ -35,7 +35,8 @@ def translate_case(case: str) -> dict[str, object]:
     input_path = GOLDEN / case / "input.yaml"
     ctx = translate_cmd.make_context("translate", [*case_args(case), str(input_path)])
     opts = ctx.params
-    return translate_files(list(opts["files"]), opts["controller_name"], opts["address_pool"])
+    return translate_files(list(opts["files"]), opts["controller_name"], opts["address_pool"],
+                           gateway_services=service_mode(dict(opts)))
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -69,8 +69,32 @@ def test_upstream_event_joins_and_falls_back_to_the_endpoint_index():
     assert (ev.route, ev.rule, ev.backend, ev.service, ev.pod, ev.connect_ns) == (
         "ns/a", "x", "ns/svc:80", "ns/svc", "ns/pod-5", 7)
     other = att.attribute(event(client=Endpoint("10.0.0.1", 41001), start=100))
-    assert (other.route, other.service, other.pod) == ("", "ns/svc", "ns/pod-5")
-    assert att.attribute(event(server=Endpoint("10.9.9.9", 1))).service == ""
+    # No record: the one rule sending to the endpoint names route, rule and backend.
+    assert (other.route, other.rule, other.backend, other.service, other.pod) == (
+        "ns/r4", "0", "ns/svc:80", "ns/svc", "ns/pod-5")
+    none = att.attribute(event(server=Endpoint("10.9.9.9", 1)))
+    assert (none.route, none.backend, none.service) == ("", "", "")
+
+
+def test_an_endpoint_of_several_rules_names_only_their_shared_backend():
+    a, b = mk_rule(4, "/a", None, "svc"), mk_rule(4, "/b", None, "svc")
+    cfg = mk_config((a, b.model_copy(update={"route": "ns/other"})))
+    ev = Attributor(cfg, JoinTable()).attribute(event(client=Endpoint("10.0.0.1", 41001)))
+    assert (ev.route, ev.rule, ev.backend, ev.service) == ("", "", "ns/svc:80", "ns/svc")
+    two = mk_config((a, mk_rule(4, "/b", None, "svc2").model_copy(update={"route": "ns/o"})))
+    ev = Attributor(two, JoinTable()).attribute(event(client=Endpoint("10.0.0.1", 41001)))
+    assert (ev.route, ev.backend) == ("", "")
+
+
+def test_kernel_event_joins_the_record_stamped_just_after_the_write_it_saw():
+    # Keep-alive: record A at 90, the kernel sees request B at 200 (before the proxy's
+    # stamp of B at 205), B's response at 250; the next request C is stamped at 300.
+    table = JoinTable()
+    for start, name in ((90, "ns/a"), (205, "ns/b"), (300, "ns/c")):
+        table.add((PROXY, BACK), FlowRecord(start, name, "0", f"{name}:80"))
+    att = Attributor(mk_config(()), table)
+    ev = att.attribute(event(start=200))  # end_ns = 250
+    assert (ev.route, ev.backend) == ("ns/b", "ns/b:80")
 
 
 PATHS = st.sampled_from(["/", "/a", "/a/b", "/b", "/api", "/api/v1"])
@@ -104,3 +128,36 @@ def test_route_ids_are_stable_and_deterministic():
     a.register(["ns/0#0"])
     assert a.id("ns/a", "0") == 1 and a.id("ns/0", "0") == 3
     assert a.name(2) == ("ns/b", "0") and a.name(0) == ("", "") and a.name(99) == ("", "")
+
+
+def test_the_pod_comes_from_the_endpointslice_target_ref():
+    from rauta.model.snapshot import Snapshot
+    from rauta.model.translate import translate
+
+    gw = "gateway.networking.k8s.io/v1"
+    objs = [
+        {"apiVersion": gw, "kind": "GatewayClass", "metadata": {"name": "rauta"},
+         "spec": {"controllerName": "rauta.io/gateway-controller"}},
+        {"apiVersion": gw, "kind": "Gateway", "metadata": {"name": "gw", "namespace": "ns"},
+         "spec": {"gatewayClassName": "rauta",
+                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
+        {"apiVersion": gw, "kind": "HTTPRoute", "metadata": {"name": "web", "namespace": "ns"},
+         "spec": {"parentRefs": [{"name": "gw"}],
+                  "rules": [{"backendRefs": [{"name": "svc", "port": 80}]}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "namespace": "ns"},
+         "spec": {"ports": [{"name": "http", "port": 80}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": "svc-1", "namespace": "ns",
+                      "labels": {"kubernetes.io/service-name": "svc"}},
+         "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+         "endpoints": [{"addresses": ["10.0.1.5"], "targetRef": {"kind": "Pod", "name": "web-7"}},
+                       {"addresses": ["10.0.1.6"],
+                        "targetRef": {"kind": "Node", "name": "n1"}}]},
+    ]
+    config = translate(Snapshot.from_dicts(objs)).config
+    (b,) = config.ports[0].listeners[0].rules[0].backends
+    assert [(e.address, e.pod) for e in b.endpoints] == [("10.0.1.5", "ns/web-7"), ("10.0.1.6", "")]
+    att = Attributor(config, JoinTable())
+    ev = att.attribute(event(client=Endpoint("10.0.0.1", 41001)))  # server 10.0.1.5:8080
+    assert (ev.service, ev.pod, ev.route) == ("ns/svc", "ns/web-7", "ns/web")
+    assert att.index.service(Endpoint("10.0.1.6", 8080)) == ("ns/svc", "")

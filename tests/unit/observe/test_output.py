@@ -129,3 +129,18 @@ def test_metrics_names_match_the_alert_rules():
     text = generate_latest(Metrics().registry).decode()
     for name in ("rauta_observer_anomalies_total", "rauta_observer_connect_failures_total"):
         assert name in text
+
+
+def test_kernel_histogram_exports_a_subset_of_its_bounds_exactly():
+    from rauta.observe.decode import NBUCKETS, bucket_bounds
+    from rauta.observe.output import KernelCollector, export_buckets
+
+    counts = [i % 3 for i in range(NBUCKETS)]  # bucket i holds i % 3 exchanges
+    kc = KernelCollector(lambda: {(1, 2): counts}, bucket_bounds(), lambda: {}, lambda r: "ns/r")
+    (h, _c) = list(kc.collect())
+    got = {s.labels["le"]: s.value for s in h.samples if s.name.endswith("_bucket")}
+    keep = export_buckets(bucket_bounds())
+    assert len(got) == len(keep) == 13
+    assert got["+Inf"] == sum(counts)
+    for i in keep[:-1]:
+        assert got[str(bucket_bounds()[i])] == sum(counts[: i + 1])
