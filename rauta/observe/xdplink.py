@@ -9,11 +9,16 @@ the loader stays in the root namespace; BPF objects are not namespaced).
 Rules:
 - ``setns`` affects the calling thread only; ``in_netns`` always switches back, even
   when the body raises.
-- A link is detached by closing its fd (``os.close``); nothing here pins links.
+- A link is detached by closing its fd (``os.close``); nothing here pins links. The
+  kernel frees a closed link after a grace period, so ``attach_xdp`` retries EBUSY for
+  a bounded time before it reports the interface as taken.
 - ``veth_peer`` finds the other end of a veth pair with iproute2's JSON output (``ip -j
   -d link show``) in the root namespace and every named one (``/run/netns``): the peer
   is the veth whose ifindex is this end's ``link_index`` and whose ``link_index`` is this
-  end's ifindex (a peer in the same namespace is named by ``link`` instead). Nothing is found (``None``) for a non-veth or a peer in an unnamed
+  end's ifindex (a peer in the same namespace is named by ``link`` instead). Where the
+  end's namespace can name the peer's by its ``link_netnsid`` (``ip netns list-id``),
+  only that namespace is searched: indexes are per namespace, so other pairs of
+  namespaces may hold veths with the same two numbers. Nothing is found (``None``) for a non-veth or a peer in an unnamed
   namespace; the caller then attaches the given end only, or the user names both.
 """
 
@@ -21,11 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import json
 import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,21 +97,35 @@ def in_netns(netns: str | None) -> Iterator[None]:
         os.close(own)
 
 
-def attach_xdp(prog_fd: int, iface: str, netns: str | None = None, mode: str = "generic") -> int:
-    """Attach an XDP program to ``iface`` (inside ``netns``) as a link; returns its fd."""
+def attach_xdp(prog_fd: int, iface: str, netns: str | None = None, mode: str = "generic",
+               busy_wait: float = 2.0) -> int:
+    """Attach an XDP program to ``iface`` (inside ``netns``) as a link; returns its fd.
+
+    EBUSY (the interface already has an XDP program) is retried for up to ``busy_wait``
+    seconds: the kernel releases a closed link after a grace period, so a link of an
+    observer that has just exited can still hold the interface for a moment. Still busy
+    after that, the error names the likely cause."""
     if mode not in MODES:
         raise ValueError(f"xdp mode must be one of {sorted(MODES)}, not {mode!r}")
     lib = libbpf()
     opts = _LinkCreateOpts()
     opts.sz = ctypes.sizeof(opts)
     opts.flags = MODES[mode]
-    with in_netns(netns):
-        ifindex = socket.if_nametoindex(iface)
-        fd = lib.bpf_link_create(prog_fd, ifindex, BPF_XDP, ctypes.byref(opts))
-    if fd < 0:
+    deadline = time.monotonic() + busy_wait
+    while True:
+        with in_netns(netns):
+            ifindex = socket.if_nametoindex(iface)
+            fd = lib.bpf_link_create(prog_fd, ifindex, BPF_XDP, ctypes.byref(opts))
+        if fd >= 0:
+            return int(fd)
         err = -fd if fd < -1 else ctypes.get_errno()
-        raise OSError(err, f"bpf_link_create(xdp, {iface}, {mode}): {os.strerror(err)}")
-    return int(fd)
+        if err != errno.EBUSY or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    why = os.strerror(err)
+    if err == errno.EBUSY:
+        why += f" (another XDP program is attached to {iface}; still busy after {busy_wait:g} s)"
+    raise OSError(err, f"bpf_link_create(xdp, {iface}, {mode}): {why}")
 
 
 def _links(netns: str | None) -> list[dict[str, Any]]:
@@ -120,6 +141,23 @@ def _links(netns: str | None) -> list[dict[str, Any]]:
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return []
     return [d for d in data if isinstance(d, dict)]
+
+
+def _nsid_names(netns: str | None) -> dict[int, str]:
+    """``ip -j netns list-id`` in ``netns``: the ids that namespace gives the named
+    namespaces it knows ({} when that fails or knows none)."""
+    if netns and "/" in netns:
+        cmd = ["nsenter", f"--net={netns}", "ip", "-j", "netns", "list-id"]
+    else:
+        cmd = ["ip", "-j"] + (["-n", netns] if netns else []) + ["netns", "list-id"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=10,
+                           stdin=subprocess.DEVNULL)
+        data = json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else []
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {}
+    return {int(d["nsid"]): str(d["name"]) for d in data
+            if isinstance(d, dict) and isinstance(d.get("nsid"), int) and d.get("name")}
 
 
 def _is_veth(link: dict[str, Any]) -> bool:
@@ -159,6 +197,13 @@ def veth_peer(iface: str, netns: str | None = None) -> tuple[str, str | None] | 
     want, back = me["link_index"], me["ifindex"]
     same_ns = "link_netnsid" not in me
     candidates: list[str | None] = [netns] if same_ns else [None, *named_netns()]
+    if not same_ns:
+        # Interface indexes are per namespace, so another pair of namespaces can hold a
+        # veth with the same two numbers: the peer's namespace id decides where to look.
+        ids = _nsid_names(netns)
+        if ids:
+            named = ids.get(me["link_netnsid"])
+            candidates = [named] if named is not None else ([None] if netns else [])
     for ns in candidates:
         if not same_ns and ns == netns:
             continue
