@@ -71,8 +71,7 @@ Rules:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, NamedTuple, Protocol, cast
 from urllib.parse import parse_qsl
 
 import re2  # type: ignore[import-untyped]
@@ -103,9 +102,9 @@ CHOICE_SEED = 0x72617574  # "raut": keeps the weighted choice independent of Mag
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-@dataclass(frozen=True, slots=True)
-class RequestView:
-    """What routing needs to know about one request, exactly as received."""
+class RequestView(NamedTuple):
+    """What routing needs to know about one request, exactly as received. (A NamedTuple:
+    immutable like the frozen dataclasses, and built per request in a third of the time.)"""
 
     method: str
     host: str  # Host header, may carry a port
@@ -119,9 +118,8 @@ class RequestView:
     client_port: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What the proxy must do with a request."""
+class Decision(NamedTuple):
+    """What the proxy must do with a request (a NamedTuple, for the same reason)."""
 
     kind: Literal["forward", "redirect", "error"]
     status: int = 0  # 0 for forward, 3xx for redirect, 4xx/5xx for error
