@@ -9,9 +9,13 @@ minute). Prints and writes JSON (default bench/results/observer.json):
   perf: bcc perf buffer); records received, drops counted in the kernel (ring_drops) and
   by bcc (perf_lost), in-kernel histogram counts against pairs sent and paired; also the
   decode rate (records -> HttpEvent);
+- cost: the XDP program's own ns per packet kind from BPF_PROG_TEST_RUN (kernel-timed,
+  no traffic): pure ACK, SYN and 1448-byte non-HTTP data (1000 runs each), and 20,000
+  request/response pairs on one kept-alive flow, one run each (so their figures include
+  the single-run floor, reported as ack_single_run_ns);
 - overhead: real TCP between the two namespaces, request/response ping-pong (round
   trips/s) and bulk (MiB/s), with nothing attached, with the XDP hook only (generic, both
-  ends), and hook + a consumer thread; median of 5 interleaved runs each; the ratio to
+  ends), and hook + a consumer thread; median of --runs (7) interleaved runs each; the ratio to
   "none".
 
 - series: the ``rauta_observer_*`` series one Metrics registry exposes for a 1,000-route
