@@ -265,10 +265,14 @@ static __always_inline void reverse(struct flow_key *rk, const struct flow_key *
 }
 
 // A FIN or RST: the connection's done flow entry (either direction) is not needed again.
+// A connection's entry has one orientation (client to server), so a hit ends the search.
 static __always_inline void forget_done(struct flow_key *k) {
     struct http_ev *v = flows.lookup(k);
-    if (v && v->end_ns)
-        flows.delete(k);
+    if (v) {
+        if (v->end_ns)
+            flows.delete(k);
+        return;
+    }
     struct flow_key rk = {};
     reverse(&rk, k);
     v = flows.lookup(&rk);
