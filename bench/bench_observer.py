@@ -1,6 +1,7 @@
 """Benchmark of the eBPF/XDP observer's capture half (bpf/observer.c + rauta.observe.kernel).
 
-Run as root: ``python bench/bench_observer.py [--out FILE] [--quick]``. Bounded (about a
+Run as root: ``python bench/bench_observer.py [--out FILE] [--quick] [--only PARTS]``
+(PARTS: comma-separated of series,events,cost,overhead; default all). Bounded (about a
 minute). Prints and writes JSON (default bench/results/observer.json):
 - startup: compile + load + attach on both veth ends, per transport (goal <= 3 s);
 - events: ~100k request/response pairs/s for 5 s from a paced raw-frame sender
@@ -8,9 +9,13 @@ minute). Prints and writes JSON (default bench/results/observer.json):
   perf: bcc perf buffer); records received, drops counted in the kernel (ring_drops) and
   by bcc (perf_lost), in-kernel histogram counts against pairs sent and paired; also the
   decode rate (records -> HttpEvent);
+- cost: the XDP program's own ns per packet kind from BPF_PROG_TEST_RUN (kernel-timed,
+  no traffic): pure ACK, SYN and 1448-byte non-HTTP data (1000 runs each), and 20,000
+  request/response pairs on one kept-alive flow, one run each (so their figures include
+  the single-run floor, reported as ack_single_run_ns);
 - overhead: real TCP between the two namespaces, request/response ping-pong (round
   trips/s) and bulk (MiB/s), with nothing attached, with the XDP hook only (generic, both
-  ends), and hook + a consumer thread; median of 5 interleaved runs each; the ratio to
+  ends), and hook + a consumer thread; median of --runs (7) interleaved runs each; the ratio to
   "none".
 
 - series: the ``rauta_observer_*`` series one Metrics registry exposes for a 1,000-route
@@ -297,6 +302,76 @@ def bench_overhead(runs: int, pp_s: float, bulk_mib: int) -> dict:  # type: igno
     return out
 
 
+def _test_run(prog_fd: int, frame: bytes, repeat: int = 1) -> int:
+    """BPF_PROG_TEST_RUN of ``frame`` (``repeat`` times): the kernel's mean ns per run."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(frame, len(frame))
+    out = ctypes.create_string_buffer(len(frame) + 256)
+    attr = ctypes.create_string_buffer(struct.pack("<IIIIQQII", prog_fd, 0, len(frame), len(out),
+                                                   ctypes.addressof(buf), ctypes.addressof(out),
+                                                   repeat, 0) + bytes(40))
+    if libc.syscall(321, 10, attr, 80) != 0:  # BPF_PROG_TEST_RUN
+        raise OSError(ctypes.get_errno(), "BPF_PROG_TEST_RUN")
+    retval, = struct.unpack_from("<I", attr.raw, 4)
+    if retval != 2:  # XDP_PASS
+        raise RuntimeError(f"XDP returned {retval}")
+    return struct.unpack_from("<I", attr.raw, 36)[0]
+
+
+def cost_frames() -> dict[str, bytes]:
+    """Ethernet frames of each packet kind the program sees on ping-pong and bulk traffic."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    c, s = "10.77.0.1", "10.77.0.2"
+
+    def fr(src: str, dst: str, sp: int, dp: int, flags: str, payload: bytes = b"") -> bytes:
+        pkt = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src=src, dst=dst) / TCP(
+            sport=sp, dport=dp, flags=flags, seq=1000)
+        return bytes(pkt / Raw(payload) if payload else pkt)
+
+    return {"ack": fr(c, s, 40000, 8080, "A"),
+            "syn": fr(c, s, 40000, 8080, "S"),
+            "data": fr(c, s, 40000, 8080, "A", b"\0" * 1448),
+            "request": fr(c, s, 40000, 8080, "PA", REQ),
+            "response": fr(s, c, 8080, 40000, "PA", RESP)}
+
+
+def bench_cost(n: int) -> dict:  # type: ignore[type-arg]
+    """The program's own cost per packet kind, from BPF_PROG_TEST_RUN (kernel-timed, no
+    traffic, so not disturbed by the other load much): pure ACK, SYN, bulk data (1448 bytes
+    not HTTP), and request/response pairs (each request stored, each response paired,
+    histogram updated and the record output: the full event path, filter open)."""
+    from rauta.observe.kernel import KernelObserver
+
+    fr = cost_frames()
+    res: dict = {"n": n}  # type: ignore[type-arg]
+    with KernelObserver(transport="ring", ring_mib=32) as obs:
+        fd = obs._prog.fd
+        for kind in ("ack", "syn", "data"):
+            res[f"{kind}_ns"] = round(statistics.median(
+                _test_run(fd, fr[kind], 1000) for _ in range(max(1, n // 1000))), 1)
+        # The same per single run, as the request/response figures are: their floor.
+        res["ack_single_run_ns"] = round(sum(_test_run(fd, fr["ack"]) for _ in range(n)) / n, 1)
+        rq = rs = 0
+        for i in range(n):
+            rq += _test_run(fd, fr["request"])
+            rs += _test_run(fd, fr["response"])
+            if i % 4096 == 4095:
+                obs.poll_raw(0)
+        obs.poll_raw(0)
+        res["request_ns"] = round(rq / n, 1)
+        res["response_ns"] = round(rs / n, 1)
+        res["pingpong_mean_ns"] = round((rq + rs) / (2 * n), 1)
+        c = obs.counters()
+        res["paired"] = c["paired"]
+        res["paired_ok"] = c["paired"] == n and c["requests"] == n
+    return res
+
+
 class _FakeKernel:
     """A kernel source with histograms for every (route id, class) of ``ids``."""
 
@@ -387,6 +462,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="1 s of events, 3 overhead runs")
+    ap.add_argument("--only", default="series,events,cost,overhead",
+                    help="comma-separated parts to run (default all: series,events,cost,overhead)")
+    ap.add_argument("--cost-n", type=int, default=20000, help="request/response pairs test-run")
     a = ap.parse_args()
     if a.role:
         fn = {"pp-server": role_pp_server, "bulk-server": role_bulk_server,
@@ -396,42 +474,63 @@ def main() -> int:
         return 0
     from rauta.observe.kernel import bpf_available
 
-    series = bench_series(1000)
-    print(json.dumps(series), flush=True)
-    print(f"series at 1,000 routes: {series['series_total']} rauta_observer_* series "
-          f"({series['series_per_route']} per route); per family {series['per_family']}")
+    only = {x.strip() for x in a.only.split(",") if x.strip()}
+    unknown = only - {"series", "events", "cost", "overhead"}
+    if unknown:
+        ap.error(f"--only: unknown parts {sorted(unknown)}")
+    results: dict = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()},  # type: ignore[type-arg]
+                     "parts": sorted(only)}
+    if "series" in only:
+        series = bench_series(1000)
+        results["series"] = series
+        print(json.dumps(series), flush=True)
+        print(f"series at 1,000 routes: {series['series_total']} rauta_observer_* series "
+              f"({series['series_per_route']} per route); per family {series['per_family']}")
     reason = bpf_available()
     if reason:
         print(f"bench_observer: kernel parts skipped: {reason}")
         return 0
     if a.quick:
         a.seconds, a.runs = 1.0, 3
-    flood = build_flood()
-    results: dict = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()},  # type: ignore[type-arg]
-                     "series": series}
-    try:
-        for tr in ("ring", "perf"):
-            r = bench_events(tr, a.rate, a.seconds, flood)
-            results[f"events_{tr}"] = r
-            print(json.dumps(r), flush=True)
+    if "events" in only:
+        flood = build_flood()
+        try:
+            for tr in ("ring", "perf"):
+                r = bench_events(tr, a.rate, a.seconds, flood)
+                results[f"events_{tr}"] = r
+                print(json.dumps(r), flush=True)
+        finally:
+            os.unlink(flood)
+        results["startup_s"] = {tr: results[f"events_{tr}"]["startup_s"] for tr in ("ring", "perf")}
+    if "cost" in only:
+        results["cost"] = bench_cost(a.cost_n)
+        print(json.dumps(results["cost"]), flush=True)
+    if "overhead" in only:
         results["overhead"] = bench_overhead(a.runs, 1.0, 1024)
         print(json.dumps(results["overhead"]), flush=True)
-    finally:
-        os.unlink(flood)
-    results["startup_s"] = {tr: results[f"events_{tr}"]["startup_s"] for tr in ("ring", "perf")}
+    results["machine"]["load_after"] = os.getloadavg()
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"startup (compile+load+attach): ring {results['startup_s']['ring']} s, perf {results['startup_s']['perf']} s")
-    for tr in ("ring", "perf"):
-        r = results[f"events_{tr}"]
-        print(f"{tr}: {r['events_per_s']} events/s received of {r['offered_pairs_per_s']} pairs/s offered; "
-              f"lost {r['ring_drops'] + r['perf_lost']}/{r['paired']}; histogram {r['histogram_total']} "
-              f"= paired {r['paired']} (sent {r['pairs_sent']})")
-    o = results["overhead"]
-    print(f"XDP program: {results['events_ring']['xdp_ns_per_packet']} ns/packet in the flood, "
-          f"{o['xdp_ns_per_packet']} ns/packet on real TCP traffic")
-    for cfg in ("hook", "hook+consumer"):
-        print(f"{cfg}: ping-pong ratio {o[cfg]['pp_ratio']}, bulk ratio {o[cfg]['bulk_ratio']}")
+    print(f"load average before {results['machine']['load']}, after {results['machine']['load_after']}")
+    if "events" in only:
+        print(f"startup (compile+load+attach): ring {results['startup_s']['ring']} s, "
+              f"perf {results['startup_s']['perf']} s")
+        for tr in ("ring", "perf"):
+            r = results[f"events_{tr}"]
+            print(f"{tr}: {r['events_per_s']} events/s received of {r['offered_pairs_per_s']} pairs/s offered; "
+                  f"lost {r['ring_drops'] + r['perf_lost']}/{r['paired']}; histogram {r['histogram_total']} "
+                  f"= paired {r['paired']} (sent {r['pairs_sent']})")
+        print(f"XDP program: {results['events_ring']['xdp_ns_per_packet']} ns/packet in the flood")
+    if "cost" in only:
+        c = results["cost"]
+        print(f"XDP program cost (test run): ack {c['ack_ns']} ns, syn {c['syn_ns']} ns, "
+              f"bulk data {c['data_ns']} ns, ack as one run {c['ack_single_run_ns']} ns, request {c['request_ns']} ns, response {c['response_ns']} ns "
+              f"(paired {c['paired']}/{c['n']})")
+    if "overhead" in only:
+        o = results["overhead"]
+        print(f"XDP program: {o['xdp_ns_per_packet']} ns/packet on real TCP traffic")
+        for cfg in ("hook", "hook+consumer"):
+            print(f"{cfg}: ping-pong ratio {o[cfg]['pp_ratio']}, bulk ratio {o[cfg]['bulk_ratio']}")
     print(f"wrote {a.out}")
     return 0
 

@@ -2,6 +2,9 @@
 
 Records are built here with ``struct`` from the C layout in bpf/observer.c (written out
 independently of decode's numpy dtype), then decoded; the FNV-1a oracle is local.
+The last tests run the loaded program on hand-built frames (BPF_PROG_TEST_RUN; root and
+bcc, else skipped with the reason): a kept-alive connection's flow entry is reused, FIN/RST
+frees a done one, and the counters stay exact.
 """
 
 from __future__ import annotations
@@ -112,3 +115,101 @@ def test_bucket_of_agrees_with_bounds(ns: int) -> None:
     assert us < bounds[b] * 1e6 + 1e-9
     if b > 0:
         assert us >= bounds[b - 1] * 1e6 - 1e-9
+
+
+# ---- the program's flow entries, run through BPF_PROG_TEST_RUN (root + bcc) ----
+
+def _bpf_reason() -> str | None:
+    from rauta.observe.kernel import bpf_available
+
+    return bpf_available()
+
+
+def _frame(payload: bytes, *, reply: bool = False, seq: int = 1, flags: int = 0x18,
+           sport: int = 40100) -> bytes:
+    """Ethernet/IPv4/TCP, client 10.0.0.1:sport -> server 10.0.0.2:8080 (``reply``: back).
+    Checksums are zero: XDP does not check them."""
+    c, s = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    src, dst, sp, dp = (s, c, 8080, sport) if reply else (c, s, sport, 8080)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0x4000, 64, 6, 0, src, dst)
+    tcp = struct.pack("!HHIIBBHHH", sp, dp, seq, 0, 5 << 4, flags, 65535, 0, 0)
+    return bytes(6) + bytes([2, 0, 0, 0, 0, 1]) + b"\x08\x00" + ip + tcp + payload
+
+
+def _run(prog_fd: int, frame: bytes) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(frame, len(frame))
+    out = ctypes.create_string_buffer(len(frame) + 256)
+    attr = ctypes.create_string_buffer(struct.pack("<IIIIQQII", prog_fd, 0, len(frame), len(out),
+                                                   ctypes.addressof(buf), ctypes.addressof(out),
+                                                   1, 0) + bytes(40))
+    assert libc.syscall(321, 10, attr, 80) == 0, ctypes.get_errno()  # BPF_PROG_TEST_RUN
+    assert struct.unpack_from("<I", attr.raw, 4)[0] == 2  # XDP_PASS
+
+
+FIN_ACK, RST, PSH_ACK = 0x11, 0x04, 0x18
+
+
+def _flows(obs) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
+    """(client port, end_ns) of every flow entry."""
+    return sorted((k.sport, v.end_ns) for k, v in obs._bpf[b"flows"].items())
+
+
+def test_kept_alive_connection_reuses_one_flow_entry_and_fin_frees_it() -> None:
+    import pytest
+
+    reason = _bpf_reason()
+    if reason:
+        pytest.skip(f"BPF unavailable: {reason}")
+    from rauta.observe.kernel import KernelObserver
+
+    with KernelObserver(transport="ring", ring_mib=1) as obs:
+        fd = obs._prog.fd
+        c0 = obs.counters()
+        _run(fd, _frame(b"GET /a HTTP/1.1\r\nHost: k\r\n\r\n", seq=10))
+        assert [e for _p, e in _flows(obs)] == [0]  # pending
+        _run(fd, _frame(b"HTTP/1.1 200 OK\r\n\r\n", reply=True))
+        ((port, end),) = _flows(obs)
+        assert port == 40100 and end > 0  # done, kept for the connection's next request
+        _run(fd, _frame(b"POST /b HTTP/1.1\r\nHost: k\r\n\r\n", seq=50))
+        assert [e for _p, e in _flows(obs)] == [0]  # the same entry, pending again
+        _run(fd, _frame(b"HTTP/1.1 404 Not Found\r\n\r\n", reply=True))
+        _run(fd, _frame(b"HTTP/1.1 404 Not Found\r\n\r\n", reply=True))  # again: unpaired
+        _run(fd, _frame(b"GET /b HTTP/1.1\r\n\r\n", seq=50))  # seq of a done request: new
+        _run(fd, _frame(b"", reply=True, flags=RST))  # an RST leaves a pending entry alone
+        assert [e for _p, e in _flows(obs)] == [0]
+        _run(fd, _frame(b"HTTP/1.1 204 No Content\r\n\r\n", reply=True))
+        _run(fd, _frame(b"", flags=FIN_ACK, seq=99))  # the client's FIN: done entry freed
+        assert _flows(obs) == []
+        evs = [e for e in obs.poll(0) if isinstance(e, HttpEvent)]
+        assert [(e.method, e.path, e.status, e.tcp_seq) for e in evs] == [
+            ("GET", "/a", 200, 10), ("POST", "/b", 404, 50), ("GET", "/b", 204, 50)]
+        c = {k: v - c0.get(k, 0) for k, v in obs.counters().items()}
+        assert (c["requests"], c["paired"], c["unpaired"]) == (3, 3, 1)
+        assert (c["retransmits"], c["overwritten"], c["map_full"]) == (0, 0, 0)
+        assert c["packets"] == 9 and c["tcp"] == 9
+
+
+def test_response_with_fin_frees_its_entry_and_retransmit_of_pending_is_counted() -> None:
+    import pytest
+
+    reason = _bpf_reason()
+    if reason:
+        pytest.skip(f"BPF unavailable: {reason}")
+    from rauta.observe.kernel import KernelObserver
+
+    with KernelObserver(transport="ring", ring_mib=1) as obs:
+        fd = obs._prog.fd
+        c0 = obs.counters()
+        req = _frame(b"GET /c HTTP/1.0\r\n\r\n", seq=7, sport=40200)
+        _run(fd, req)
+        _run(fd, req)  # retransmitted while pending
+        _run(fd, _frame(b"GET /d HTTP/1.0\r\n\r\n", seq=8, sport=40200))  # overwrites /c
+        _run(fd, _frame(b"HTTP/1.0 200 OK\r\n\r\n", reply=True, sport=40200, flags=FIN_ACK | 0x08))
+        assert _flows(obs) == []
+        evs = [e for e in obs.poll(0) if isinstance(e, HttpEvent)]
+        assert [(e.path, e.status) for e in evs] == [("/d", 200)]
+        c = {k: v - c0.get(k, 0) for k, v in obs.counters().items()}
+        assert (c["requests"], c["retransmits"], c["overwritten"], c["paired"]) == (2, 1, 1, 1)
