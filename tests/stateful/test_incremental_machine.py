@@ -227,15 +227,19 @@ class IncrementalMachine(RuleBasedStateMachine):
             self.objects[key_of(obj)] = obj
         self.state = incremental.start(Snapshot(self.objects), address_pool=pool)
 
-    @rule(raws=st.lists(OBJECTS, min_size=1, max_size=3))
-    def put(self, raws: list[dict[str, Any]]) -> None:
-        """Create or replace one to three objects in one step."""
+    def store(self, raws: list[dict[str, Any]]) -> None:
+        """Create or replace these objects, then take one incremental step over them."""
         changed = set()
         for raw in raws:
             obj = parse_object(raw)
             self.objects[key_of(obj)] = obj
             changed.add(key_of(obj))
         self.step(changed)
+
+    @rule(raws=st.lists(OBJECTS, min_size=1, max_size=3))
+    def put(self, raws: list[dict[str, Any]]) -> None:
+        """Create or replace one to three objects in one step."""
+        self.store(raws)
 
     @precondition(lambda self: self.objects)
     @rule(data=st.data())

@@ -166,12 +166,7 @@ class ServiceModeMachine(machine.IncrementalMachine):
     @rule(raws=st.lists(generated, min_size=1, max_size=2))
     def put_generated(self, raws: list[dict[str, Any]]) -> None:
         """Create or replace generated Services (a sticky port, an LB address arrives)."""
-        changed = set()
-        for raw in raws:
-            obj = parse_object(raw)
-            self.objects[key_of(obj)] = obj
-            changed.add(key_of(obj))
-        self.step(changed)
+        self.store(raws)
 
     @invariant()
     def equals_full_translation(self) -> None:
