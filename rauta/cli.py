@@ -96,6 +96,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+# ``--access-log``, the same on ``serve`` and ``controller``.
+access_log_option = click.option(
+    "--access-log", default=None, metavar="FILE",
+    help="Write a JSON line per request to FILE ('-' for stdout), off the request path.")
+
+
 def proxy_options(f):  # type: ignore[no-untyped-def]
     """The data plane's hardening settings, shared by ``serve`` and ``controller``."""
     opts = [
@@ -309,9 +315,7 @@ def translate_cmd(files: tuple[str, ...], controller_name: str, address_pool: st
 @click.option("--strict", is_flag=True,
               help="Unknown fields make a file invalid (its last good version is kept) "
                    "instead of a warning.")
-@click.option("--access-log", default=None, metavar="FILE",
-              help="Write a JSON line per request to FILE ('-' for stdout), off the "
-                   "request path.")
+@access_log_option
 @click.option("--address-pool", default=None, metavar="CIDR",
               help="Give each Gateway its own address from this pool (e.g. 127.0.1.0/24); "
                    "without it every Gateway is served on --listen-host.")
@@ -403,9 +407,7 @@ def quickstart_cmd(directory: str | None, port: int, admin_port: int, render_onl
 @click.option("--strict", is_flag=True,
               help="Unknown fields of watched objects are errors (the object's last good "
                    "version is kept) instead of warnings.")
-@click.option("--access-log", default=None, metavar="FILE",
-              help="Write a JSON line per request to FILE ('-' for stdout), off the "
-                   "request path.")
+@access_log_option
 @service_options
 @observe_options
 @proxy_options
