@@ -325,6 +325,8 @@ _RuleEntry = tuple[Rule, tuple[tuple[Endpoint, ...], ...], frozenset[tuple[str, 
 _RULE_SETS: dict[int, _RuleEntry] = {}
 # The config prepared last and every (address, port) its backends and mirrors may send to.
 _PREPARED: tuple[RouterConfig | None, frozenset[tuple[str, int]]] = (None, frozenset())
+# The sets the last ``prepare`` built for its own config: the next one keeps them.
+_LAST_SETS: dict[int, tuple[tuple[Endpoint, ...], maglev.MaglevTable, dict[str, Endpoint]]] = {}
 
 
 def _rule_entry(rule: Rule) -> _RuleEntry:
@@ -352,12 +354,13 @@ def prepare(config: RouterConfig) -> int:
     """Build the Maglev table of every endpoint set ``config`` uses, ahead of traffic.
 
     The proxy calls this off its event loop before installing a config, so no request
-    pays for a table build (a few ms at M = 65537). The index then holds exactly the sets
-    of this config (however many), replacing the previous one in one assignment. Returns
+    pays for a table build (a few ms at M = 65537). The index then holds the sets of this
+    config and of the one prepared before it (still serving until the swap), replacing
+    the previous index in one assignment. Returns
     the number of sets. It also builds the rule and port indexes (``rule_index``) and the
     config's ``endpoint_keys``.
     """
-    global _ENDPOINT_INDEX, _RULE_SETS, _PREPARED
+    global _ENDPOINT_INDEX, _RULE_SETS, _PREPARED, _LAST_SETS
     old, old_rules = _ENDPOINT_INDEX, _RULE_SETS
     new: dict[int, tuple[tuple[Endpoint, ...], maglev.MaglevTable, dict[str, Endpoint]]] = {}
     rule_sets: dict[int, _RuleEntry] = {}
@@ -377,7 +380,10 @@ def prepare(config: RouterConfig) -> int:
                         by_key = {e.key: e for e in eps}
                         entry = (eps, maglev.cached(tuple((k, 1) for k in by_key)), by_key)
                     new[id(eps)] = entry
-    _ENDPOINT_INDEX, _RULE_SETS = new, rule_sets
+    # Two generations: this config's sets and those of the config still serving until
+    # the swap (its requests would otherwise build Maglev tables on the event loop).
+    _ENDPOINT_INDEX, _RULE_SETS = {**_LAST_SETS, **new}, rule_sets
+    _LAST_SETS = new
     _PREPARED = (config, frozenset(keys))
     prepare_rule_index(config)
     return len(new)

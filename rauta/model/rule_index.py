@@ -26,7 +26,8 @@ Rules:
 - Built once per frozen ``ListenerRoutes`` / ``RouterConfig`` and cached by identity
   (``index_for``/``port_index``), holding the object itself so an id is never reused
   while cached; ``routing.prepare`` builds them off the event loop before a config is
-  installed, and the cache then holds exactly that config's objects.
+  installed, and the cache then holds that config's objects and those of the config
+  still serving until the swap (two generations, never more).
 """
 
 from __future__ import annotations
@@ -149,9 +150,14 @@ def port_index(config: RouterConfig) -> dict[tuple[str, int], PortConfig]:
 
 
 def prepare(config: RouterConfig) -> int:
-    """Build every index ``config`` needs and make the caches hold exactly those (off the
-    event loop, before the config is installed). Returns the number of listeners."""
-    global _RULES, _PORTS
+    """Build every index ``config`` needs, off the event loop, before it is installed.
+    Returns the number of listeners.
+
+    The caches then hold two generations: ``config``'s objects and those of the config
+    prepared before it, which keeps serving until the proxy swaps ``config`` in. Dropping
+    the serving config's indexes here would make its next request rebuild them on the
+    event loop (tens of ms for a listener with thousands of rules)."""
+    global _RULES, _PORTS, _LAST
     rules: dict[int, tuple[ListenerRoutes, RuleIndex]] = {}
     for port in config.ports:
         for lis in port.listeners:
@@ -159,6 +165,14 @@ def prepare(config: RouterConfig) -> int:
             rules[id(lis)] = old if old is not None and old[0] is lis else (lis,
                                                                             RuleIndex(lis.rules))
     table = {(p.address, p.port): p for p in reversed(config.ports)}
-    _RULES = rules
-    _PORTS = {id(config): (config, table)}
+    last_rules, last_ports = _LAST
+    _RULES = {**last_rules, **rules}
+    _PORTS = {**last_ports, id(config): (config, table)}
+    _LAST = (rules, {id(config): (config, table)})
     return len(rules)
+
+
+# What the last ``prepare`` built (its config's entries only): the serving generation
+# the next ``prepare`` keeps.
+_LAST: tuple[dict[int, tuple[ListenerRoutes, RuleIndex]],
+             dict[int, tuple[RouterConfig, dict[tuple[str, int], PortConfig]]]] = ({}, {})

@@ -710,8 +710,33 @@ def test_prepare_again_with_reused_and_new_rules_indexes_exactly_the_new_config(
     again = config(*rules[:2], replaced, *rules[3:])
     assert routing.prepare(again) == 5
     indexed = {entry[0] for entry in routing._ENDPOINT_INDEX.values()}
-    assert indexed == {eps(i) for i in (0, 1, 9, 3, 4)}
+    # The new config's sets, and the replaced rule's old one: the config prepared before
+    # keeps serving until the swap.
+    assert indexed == {eps(i) for i in (0, 1, 9, 3, 4, 2)}
     assert routing.prepare(config(*rules[:1])) == 1
+    indexed = {entry[0] for entry in routing._ENDPOINT_INDEX.values()}
+    assert indexed == {eps(i) for i in (0, 1, 9, 3, 4)}  # eps(2): two generations back
+
+
+def test_the_serving_config_builds_no_table_while_the_next_one_is_prepared(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare(next) runs before the swap, while the current config still serves: its
+    requests must still find their Maglev tables (not rebuild them on the event loop)."""
+    from rauta.model import maglev, routing
+
+    old_eps = tuple(Endpoint(address=f"10.6.0.{j}", port=80) for j in range(1, 4))
+    new_eps = tuple(Endpoint(address=f"10.6.1.{j}", port=80) for j in range(1, 4))
+    serving = config(rule("/s", backends=(backend(endpoints=old_eps),)))
+    following = config(rule("/s", backends=(backend(endpoints=new_eps),)))
+    routing.prepare(serving)
+    routing.prepare(following)
+    calls = []
+    real_build = maglev.build
+    monkeypatch.setattr(maglev, "build", lambda *a, **k: calls.append(1) or real_build(*a, **k))
+    maglev.cached.cache_clear()
+    assert route(serving, req("/s/x")).endpoint in old_eps
+    assert route(following, req("/s/x")).endpoint in new_eps
+    assert calls == []
 
 
 def test_endpoint_keys_are_every_backend_and_mirror_address() -> None:

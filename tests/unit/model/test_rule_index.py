@@ -112,3 +112,37 @@ def test_indexes_are_cached_by_identity_and_prepare_keeps_only_the_config() -> N
     assert ports[("", 80)] is config.ports[0]
     assert ports[("127.0.1.1", 80)] is config.ports[1]
     assert ("", 443) not in ports
+
+
+def test_prepare_keeps_the_serving_generation_and_no_older(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """prepare(next) runs while the current config still serves: the current config's
+    listener indexes and port table stay cached until one more prepare, so its requests
+    never build an index on the event loop; two generations back is dropped."""
+    from rauta.model import rule_index
+
+    def cfg(n: int) -> tuple[RouterConfig, ListenerRoutes]:
+        rs = _rules([("", PathMatch(type="PathPrefix", value=f"/g{n}"), None)])
+        lis = ListenerRoutes(gateway="default/gw", listener="http", hostname="", rules=rs)
+        return RouterConfig(ports=(PortConfig(port=80, protocol="HTTP", listeners=(lis,)),)), lis
+
+    (c1, l1), (c2, l2), (c3, _l3) = cfg(1), cfg(2), cfg(3)
+    prepare(c1)
+    prepare(c2)
+    built = []
+
+    class Counting(RuleIndex):
+        def __init__(self, rules):  # type: ignore[no-untyped-def]
+            built.append(1)
+            super().__init__(rules)
+
+    monkeypatch.setattr(rule_index, "RuleIndex", Counting)
+    index_for(l1)
+    index_for(l2)
+    assert port_index(c1)[("", 80)] is c1.ports[0]
+    assert built == []  # both generations cached
+    prepare(c3)
+    assert built == [1]  # c3's own listener, nothing else
+    index_for(l2)
+    assert built == [1]
+    index_for(l1)
+    assert built == [1, 1]  # two generations back: rebuilt on demand
