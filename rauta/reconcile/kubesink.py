@@ -4,15 +4,22 @@ Role: the controller's ``StatusSink``. It stamps the model's statuses against th
 object's current status and writes the ``/status`` subresource.
 
 Rules:
-- Read the live object, build the new status with ``rauta.model.status`` (observedGeneration
-  set, lastTransitionTime kept for unchanged conditions, other controllers' HTTPRoute parent
-  entries kept), and write nothing when it equals the current status.
-- Writes are optimistic (PUT with the read resourceVersion); a 409 Conflict re-reads and
-  retries, a bounded number of times. A 404 (object deleted meanwhile) is not an error.
+- Start from the live object, build the new status with ``rauta.model.status``
+  (observedGeneration set, lastTransitionTime kept for unchanged conditions, other
+  controllers' HTTPRoute parent entries kept), and write nothing when it equals the
+  current status. The first attempt takes the object from ``cached`` (the controller's
+  watch cache, which holds every object's latest resourceVersion and status) when it has
+  it, so a write costs one request, not a GET and a PUT; the cached object is copied,
+  never changed.
+- Writes are optimistic (PUT with that resourceVersion); a 409 Conflict (a stale cache
+  entry, or another writer) re-reads with a GET and retries, a bounded number of times.
+  A 404 (object deleted meanwhile) is not an error.
 - Only the leader writes. A non-leader keeps the latest desired status per object, so a
   new leader can write everything at once (``resync``).
-- Writing happens in a background worker (``concurrency`` objects at a time), so the
-  reconciler never waits for status round-trips; a failed write is retried a second later.
+- Writing happens in a background worker, so the reconciler never waits for status
+  round-trips: ``concurrency`` writers each take the next waiting key as soon as their
+  last write returns (no batch waits for its slowest write); a failed write is retried
+  later with a backoff.
 - Gateway ``status.addresses`` come from configuration (``addresses``).
 """
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -39,8 +47,11 @@ class KubeStatusSink(BackgroundWriter):
                  is_leader: Callable[[], bool] = lambda: True,
                  addresses: list[Mapping[str, str]] | None = None,
                  clock: Callable[[], str] = utc_now, retries: int = 5,
-                 registry: CollectorRegistry | None = None, concurrency: int = 8) -> None:
+                 registry: CollectorRegistry | None = None, concurrency: int = 8,
+                 cached: Callable[[Key], Mapping[str, Any] | None] | None = None) -> None:
         self.client = client
+        self.cached = cached
+        self.gets = 0
         self.controller_name = controller_name
         self.is_leader = is_leader
         self.addresses = list(addresses or [])
@@ -88,13 +99,17 @@ class KubeStatusSink(BackgroundWriter):
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._dirty and self.is_leader():
-                batch = list(self._dirty)[: self.concurrency]
-                for key in batch:
-                    del self._dirty[key]
-                await asyncio.gather(*(self._write_key(k) for k in batch))
+            if self._dirty and self.is_leader():
+                await asyncio.gather(*(self._drain() for _ in range(self.concurrency)))
             if not self._dirty:
                 self._idle.set()
+
+    async def _drain(self) -> None:
+        """One writer: the next waiting key, as long as there is one (and we lead)."""
+        while self._dirty and self.is_leader():
+            key = next(iter(self._dirty))
+            del self._dirty[key]
+            await self._write_key(key)
 
     async def _write_key(self, key: Key) -> None:
         st = self.desired.get(key)
@@ -119,13 +134,20 @@ class KubeStatusSink(BackgroundWriter):
         kind, ns, name = self.key(st)
         ref = KINDS[kind]
         path = ref.path(ns or None, name)
+        live = self.cached((kind, ns, name)) if self.cached is not None else None
         for _attempt in range(self.retries):
-            try:
-                obj = await self.client.request("GET", path)
-            except ApiError as exc:
-                if exc.status == 404:
-                    return  # deleted meanwhile: nothing to write
-                raise
+            if live is not None:
+                # Only "status" is replaced (and a client may stamp metadata): copy those.
+                obj: dict[str, Any] = {**live, "metadata": dict(live.get("metadata") or {})}
+                live = None  # a conflict re-reads from the API server
+            else:
+                try:
+                    self.gets += 1
+                    obj = await self.client.request("GET", path)
+                except ApiError as exc:
+                    if exc.status == 404:
+                        return  # deleted meanwhile: nothing to write
+                    raise
             if self.desired.get((kind, ns, name)) is not st:
                 return  # a newer desired status superseded this one
             current = obj.get("status") or {}

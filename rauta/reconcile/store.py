@@ -102,6 +102,7 @@ class ObjectStore:
     _snapshot: Snapshot | None = None
     _changed: set[Key] = field(default_factory=set)  # since the last take_snapshot
     _pending: dict[Key, Resource | None] = field(default_factory=dict)  # not in _snapshot
+    _tls: dict[str, tuple[bytes, bytes]] | None = None  # tls() until a Secret event
 
     def apply(self, event: Event) -> bool:
         """Apply one event; True when the snapshot changed."""
@@ -109,6 +110,8 @@ class ObjectStore:
         key = raw_key(obj)
         if key[0] not in KINDS:
             return False
+        if key[0] == "Secret":
+            self._tls = None
         if event.type == "DELETED":
             self.errors.pop(key, None)
             self.warnings.pop(key, None)
@@ -200,14 +203,18 @@ class ObjectStore:
         return self.snapshot(), changed
 
     def tls(self) -> dict[str, tuple[bytes, bytes]]:
-        """TLS pairs of every kubernetes.io/tls Secret, keyed ``namespace/name``."""
-        out: dict[str, tuple[bytes, bytes]] = {}
-        for key, obj in self.raw.items():
-            if key[0] == "Secret":
-                pair = tls_pair(obj)
-                if pair is not None:
-                    out[f"{key[1]}/{key[2]}"] = pair
-        return out
+        """TLS pairs of every kubernetes.io/tls Secret, keyed ``namespace/name`` (computed
+        again only after a Secret event: every reconcile asks, and the store may hold
+        thousands of routes). The caller must not change the dict."""
+        if self._tls is None:
+            out: dict[str, tuple[bytes, bytes]] = {}
+            for key, obj in self.raw.items():
+                if key[0] == "Secret":
+                    pair = tls_pair(obj)
+                    if pair is not None:
+                        out[f"{key[1]}/{key[2]}"] = pair
+            self._tls = out
+        return self._tls
 
     def key_of(self, obj: Resource) -> Key:
         return key_of(obj)

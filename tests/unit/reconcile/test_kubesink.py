@@ -184,3 +184,57 @@ async def test_expired_lease_is_taken_over() -> None:
     assert lease is not api.objects["/apis/coordination.k8s.io/v1/namespaces/default/leases/l"]
     new = api.objects["/apis/coordination.k8s.io/v1/namespaces/default/leases/l"]["spec"]
     assert new["holderIdentity"] == "b" and new["leaseTransitions"] == 1
+
+
+async def test_a_cached_object_saves_the_read_and_a_stale_one_falls_back_to_it(api: FakeApi) -> None:
+    """With the watch cache's copy, a write is one PUT and no GET; a stale copy (older
+    resourceVersion) gets a 409, then a GET and a second PUT; the copy is not changed."""
+    cache: dict[tuple[str, str, str], dict[str, Any]] = {
+        ("HTTPRoute", "default", "web"): copy.deepcopy(api.objects[ROUTE_PATH])}
+    before = copy.deepcopy(cache)
+    sink = KubeStatusSink(api, controller_name=CTL, clock=lambda: "2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+                          cached=cache.get)
+    await sink.write(StatusChanges(routes=(route_status(),)))
+    await sink.flush(5)
+    assert (sink.gets, api.puts) == (0, [ROUTE_PATH + "/status"])
+    assert cache == before
+    # The cache still holds the first resourceVersion: stale now.
+    await sink.write(StatusChanges(routes=(route_status(ok=False),)))
+    await sink.flush(5)
+    assert sink.gets == 1 and len(api.puts) == 3 and sink.conflicts == 1
+    rr = api.objects[ROUTE_PATH]["status"]["parents"][1]["conditions"][1]
+    assert rr["status"] == "False"
+
+
+async def test_writers_take_the_next_key_without_waiting_for_a_slow_one() -> None:
+    """One slow write does not hold back the others (no batch barrier)."""
+    import asyncio
+
+    order: list[str] = []
+    slow = asyncio.Event()
+
+    class Api(FakeApi):
+        async def request(self, method: str, path: str, *, body: Any = None, **kw: Any) -> Any:
+            if method == "PUT" and "/slow/" in path:
+                await slow.wait()
+            if method == "PUT":
+                order.append(path.split("/")[-2])
+            return await super().request(method, path, body=body, **kw)
+
+    api = Api()
+    names = ["slow"] + [f"r{i}" for i in range(20)]
+    for n in names:
+        api.add(f"/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/{n}",
+                {"kind": "HTTPRoute", "metadata": {"name": n, "generation": 1}})
+    sink = KubeStatusSink(api, controller_name=CTL, concurrency=2)  # type: ignore[arg-type]
+    st = route_status()
+    await sink.write(StatusChanges(routes=tuple(
+        RouteStatus(namespace="default", name=n, generation=1, parents=st.parents) for n in names)))
+    for _ in range(200):
+        if len(order) == 20:
+            break
+        await asyncio.sleep(0.01)
+    assert order == [f"r{i}" for i in range(20)]  # all written while "slow" waits
+    slow.set()
+    await sink.flush(5)
+    assert order[-1] == "slow"

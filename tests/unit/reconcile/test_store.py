@@ -273,3 +273,24 @@ def test_take_snapshot_hands_out_the_changed_keys_once() -> None:
     snap, changed = store.take_snapshot()
     assert changed == {raw_key(route()), raw_key(service())}
     assert snap is store.snapshot()
+
+
+def test_tls_pairs_are_computed_again_only_after_a_secret_event() -> None:
+    import base64
+
+    def secret(name: str, cert: bytes) -> dict[str, object]:
+        return {"kind": "Secret", "apiVersion": "v1", "type": "kubernetes.io/tls",
+                "metadata": {"name": name, "namespace": "default"},
+                "data": {"tls.crt": base64.b64encode(cert).decode(),
+                         "tls.key": base64.b64encode(b"k").decode()}}
+
+    store = ObjectStore()
+    store.apply(Event("ADDED", secret("a", b"c1")))
+    first = store.tls()
+    assert first == {"default/a": (b"c1", b"k")}
+    store.apply(Event("ADDED", route(path="/x")))
+    assert store.tls() is first  # a route event: the same dict, not a new scan
+    store.apply(Event("MODIFIED", secret("a", b"c2")))
+    assert store.tls() == {"default/a": (b"c2", b"k")}
+    store.apply(Event("DELETED", secret("a", b"c2")))
+    assert store.tls() == {}
