@@ -122,7 +122,8 @@ def test_prepare_keeps_the_serving_generation_and_no_older(monkeypatch) -> None:
 
     def cfg(n: int) -> tuple[RouterConfig, ListenerRoutes]:
         rs = _rules([("", PathMatch(type="PathPrefix", value=f"/g{n}"), None)])
-        lis = ListenerRoutes(gateway="default/gw", listener="http", hostname="", rules=rs)
+        # a listener name per generation: nothing to patch, every index is built whole
+        lis = ListenerRoutes(gateway="default/gw", listener=f"http{n}", hostname="", rules=rs)
         return RouterConfig(ports=(PortConfig(port=80, protocol="HTTP", listeners=(lis,)),)), lis
 
     (c1, l1), (c2, l2), (c3, _l3) = cfg(1), cfg(2), cfg(3)
@@ -146,3 +147,78 @@ def test_prepare_keeps_the_serving_generation_and_no_older(monkeypatch) -> None:
     assert built == [1]
     index_for(l1)
     assert built == [1, 1]  # two generations back: rebuilt on demand
+
+
+ALL_QUERIES = [(h, p) for h in REQ_HOSTS for p in PATHS]
+edits = st.lists(st.tuples(st.integers(0, 39), st.sampled_from(HOSTS), path_matches,
+                           st.sampled_from([None, "GET", "POST"])), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(spec=rules, changes=edits)
+def test_a_patched_index_equals_a_full_build_and_leaves_the_old_one_alone(spec, changes) -> None:
+    old = _rules(spec)
+    new = list(old)
+    for pos, host, pm, method in changes:
+        if pos < len(new):
+            new[pos] = Rule(route=f"default/e{pos}", rule_index=0, match_index=pos,
+                            hostname=host, match=Match(path=pm, method=method),
+                            backends=(Backend(name="s", weight=1),))
+    index = RuleIndex(old)
+    before = [index.candidates(h, p) for h, p in ALL_QUERIES]
+    patched = index.patched(old, tuple(new))
+    assert patched is not None
+    fresh = RuleIndex(tuple(new))
+    assert [patched.candidates(h, p) for h, p in ALL_QUERIES] == \
+        [fresh.candidates(h, p) for h, p in ALL_QUERIES]
+    assert [index.candidates(h, p) for h, p in ALL_QUERIES] == before
+    # A name no rule uses any more leaves no bucket behind.
+    assert set(patched._exact) == set(fresh._exact)  # noqa: SLF001
+    assert set(patched._suffix) == set(fresh._suffix)  # noqa: SLF001
+
+
+def test_patching_gives_up_on_a_length_change_or_too_many_changes() -> None:
+    from rauta.model.rule_index import PATCH_MAX
+
+    spec = [(f"h{i}.example.com", PathMatch(type="PathPrefix", value="/"), None)
+            for i in range(PATCH_MAX + 1)]
+    old, other = _rules(spec), _rules([(h, pm, "GET") for h, pm, _ in spec])
+    assert RuleIndex(old).patched(old, old[:-1]) is None
+    assert RuleIndex(old).patched(old, other) is None  # every position changed
+    assert RuleIndex(old).patched(old, (*other[:1], *old[1:])) is not None
+
+
+def test_prepare_patches_a_listener_whose_rules_changed_in_place(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A changed route replaces a few Rule objects of a big listener: prepare re-files
+    those positions in a copy of the serving index instead of building one whole
+    (about 6 ms at 3,000 rules, holding the GIL the serving loop needs)."""
+    from rauta.model import rule_index
+
+    spec = [(f"h{i}.example.com", PathMatch(type="PathPrefix", value="/"), None)
+            for i in range(300)]
+    rs = _rules(spec)
+
+    def cfg(rules: tuple[Rule, ...]) -> tuple[RouterConfig, ListenerRoutes]:
+        lis = ListenerRoutes(gateway="default/gw", listener="http", hostname="", rules=rules)
+        return RouterConfig(ports=(PortConfig(port=80, protocol="HTTP", listeners=(lis,)),)), lis
+
+    c1, l1 = cfg(rs)
+    prepare(c1)
+    changed = list(rs)
+    changed[7] = _rules([("moved.example.com", PathMatch(type="Exact", value="/x"), None)])[0]
+    c2, l2 = cfg(tuple(changed))
+    built = []
+
+    class Counting(RuleIndex):
+        def __init__(self, rules):  # type: ignore[no-untyped-def]
+            built.append(len(rules))
+            super().__init__(rules)
+
+    monkeypatch.setattr(rule_index, "RuleIndex", Counting)
+    prepare(c2)
+    assert built == []
+    assert index_for(l2).candidates("moved.example.com", "/x") == [7]
+    assert index_for(l2).candidates("h7.example.com", "/") == []
+    assert index_for(l1).candidates("h7.example.com", "/") == [7]  # still serving
+    assert route(c2, RequestView(method="GET", host="moved.example.com", path="/x",
+                                 query="", headers=(), port=80)).rule is changed[7]
