@@ -17,7 +17,7 @@ Rules:
 - Only the leader writes. A non-leader keeps the latest desired status per object, so a
   new leader can write everything at once (``resync``).
 - Writing happens in a background worker, so the reconciler never waits for status
-  round-trips: ``concurrency`` writers each take the next waiting key as soon as their
+  round-trips: ``concurrency`` (32) writers each take the next waiting key as soon as their
   last write returns (no batch waits for its slowest write); a failed write is retried
   later with a backoff.
 - Gateway ``status.addresses`` come from configuration (``addresses``).
@@ -42,12 +42,25 @@ log = logging.getLogger("rauta.status")
 Key = tuple[str, str, str]
 
 
+def status_body(live: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+    """The PUT body of a ``/status`` write: identity, resourceVersion and the new status.
+
+    The API server takes everything but ``status`` from the stored object on this
+    subresource, so spec, annotations and managedFields are not sent: a smaller body to
+    decode on a busy API server, and nothing of another client's that could be undone."""
+    meta = live.get("metadata") or {}
+    return {"apiVersion": live.get("apiVersion"), "kind": live.get("kind"),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion")
+                         if k in meta},
+            "status": status}
+
+
 class KubeStatusSink(BackgroundWriter):
     def __init__(self, client: KubeClient, *, controller_name: str,
                  is_leader: Callable[[], bool] = lambda: True,
                  addresses: list[Mapping[str, str]] | None = None,
                  clock: Callable[[], str] = utc_now, retries: int = 5,
-                 registry: CollectorRegistry | None = None, concurrency: int = 8,
+                 registry: CollectorRegistry | None = None, concurrency: int = 32,
                  cached: Callable[[Key], Mapping[str, Any] | None] | None = None) -> None:
         self.client = client
         self.cached = cached
@@ -157,9 +170,9 @@ class KubeStatusSink(BackgroundWriter):
                 self.skipped += 1
                 self.metric.labels(kind, "unchanged").inc()
                 return
-            obj["status"] = new
             try:
-                await self.client.request("PUT", ref.path(ns or None, name, "status"), body=obj)
+                await self.client.request("PUT", ref.path(ns or None, name, "status"),
+                                          body=status_body(obj, new))
                 self.writes += 1
                 self.metric.labels(kind, "written").inc()
                 return

@@ -24,6 +24,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
         self.puts: list[str] = []
+        self.bodies: list[Any] = []
         self.conflicts_to_inject = 0
         self.rv = 1
 
@@ -39,6 +40,7 @@ class FakeApi:
             return copy.deepcopy(self.objects[base])
         if method == "PUT":
             self.puts.append(path)
+            self.bodies.append(copy.deepcopy(body))
             if self.conflicts_to_inject:
                 self.conflicts_to_inject -= 1
                 self.rv += 1
@@ -50,6 +52,8 @@ class FakeApi:
             if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:
                 raise ApiError(409, {"message": "conflict"})
             self.rv += 1
+            if path.endswith("/status"):  # the API server keeps all but status
+                body = {**copy.deepcopy(current), "status": body.get("status")}
             body["metadata"]["resourceVersion"] = str(self.rv)
             self.objects[base] = body
             return body
@@ -238,3 +242,23 @@ async def test_writers_take_the_next_key_without_waiting_for_a_slow_one() -> Non
     slow.set()
     await sink.flush(5)
     assert order[-1] == "slow"
+
+
+async def test_a_status_write_sends_identity_and_status_only(api: FakeApi) -> None:
+    """The PUT body of a /status write carries the name, namespace, uid, resourceVersion
+    and status, not the spec, labels or managedFields (the API server takes those from the
+    stored object): less for a busy API server to decode, nothing of others to undo."""
+    live = api.objects[ROUTE_PATH]
+    live.update(apiVersion="gateway.networking.k8s.io/v1", spec={"hostnames": ["a.example"]})
+    live["metadata"].update(namespace="default", uid="u-1", labels={"a": "b"},
+                            managedFields=[{"manager": "kubectl", "operation": "Update"}])
+    sink = KubeStatusSink(api, controller_name=CTL, clock=lambda: "2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+                          cached=lambda key: copy.deepcopy(live))
+    await sink.write(StatusChanges(routes=(route_status(),)))
+    await sink.flush(5)
+    (body,) = api.bodies
+    assert set(body) == {"apiVersion", "kind", "metadata", "status"}
+    assert body["metadata"] == {"name": "web", "namespace": "default", "uid": "u-1",
+                                "resourceVersion": live["metadata"]["resourceVersion"]}
+    assert body["status"]["parents"][-1]["controllerName"] == CTL
+    assert api.objects[ROUTE_PATH]["spec"] == live["spec"]
