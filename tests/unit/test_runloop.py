@@ -49,3 +49,21 @@ def test_the_cli_reports_a_bad_choice_in_one_line() -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "RAUTA_LOOP='tokio'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_shortens_the_gil_switch_interval() -> None:
+    """While a worker thread translates, the serving loop waits for the GIL at most
+    ``SWITCH_INTERVAL`` (1 ms), not CPython's 5 ms."""
+    import sys
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+
+        async def inside() -> float:
+            return sys.getswitchinterval()
+
+        assert runloop.run(inside()) == pytest.approx(runloop.SWITCH_INTERVAL)
+        assert runloop.SWITCH_INTERVAL <= 0.001
+    finally:
+        sys.setswitchinterval(before)
