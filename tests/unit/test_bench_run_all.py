@@ -1,0 +1,63 @@
+"""bench/run_all.py: every headline regex finds its figure in the benchmark's own output.
+
+The samples are lines the benchmarks printed on this machine (2026-12-03); a benchmark
+whose output format changes without its Step here would report "missing" figures.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+import run_all  # noqa: E402
+
+sys.path.remove(str(ROOT / "bench"))
+
+SAMPLES = {
+    "file propagation": """\
+routes=3000 layout=per-route ready_after_start=4.01s peak_rss=162.6MiB
+file write -> traffic over 200 changes (0 timed out after 20s): p50 13.7 ms, p99 23.0 ms, max 24.1 ms
+proxy round trip: idle p50 0.57 p99 0.67 ms; while changes propagate p50 0.60 p99 3.82 max 6.8 ms
+""",
+    "API propagation": """\
+[06:22:39] (a) 3000 HTTPRoutes created in 8.00s (375/s, 16 concurrent POSTs)
+[06:22:48] (a) all 3000 Accepted (observedGeneration current) 15.76s after the first POST, 7.76s after the last create; Gateway attachedRoutes=3000 at 16.11s
+[06:22:50] (a) rauta_status_writes_total delta: Gateway/conflict=1, Gateway/written=5, HTTPRoute/written=3000
+[06:22:52] (b) 200 changes propagated (0 timed out after 10.0s): PATCH returned -> first new response p50 6.1 ms, p99 17.5 ms, max 19.4 ms, min 4.0 ms (median 8 proxy polls per change)
+[06:22:52] (b) proxy request round trip (the poll itself): idle p50 0.27 p99 0.34 max 0.4 ms; while changes propagate p50 0.42 p99 3.5 max 9.2 ms
+[06:22:52] (c) controller peak RSS (VmHWM) 198 MiB with 3000 routes, now 198 MiB
+""",
+}
+SAMPLES["status at scale"] = SAMPLES["API propagation"]
+WANT = {
+    "file propagation": {"p50_ms": 13.7, "p99_ms": 23.0, "loop_idle_p99_ms": 0.67,
+                         "loop_changing_p99_ms": 3.82, "peak_rss_mib": 162.6},
+    "API propagation": {"p50_ms": 6.1, "p99_ms": 17.5, "loop_idle_p99_ms": 0.34,
+                        "loop_changing_p99_ms": 3.5, "accepted_after_last_create_s": 7.76,
+                        "peak_rss_mib": 198.0},
+    "status at scale": {"created_s": 8.0, "accepted_after_last_create_s": 7.76,
+                        "route_status_writes": 3000.0},
+}
+
+
+@pytest.mark.parametrize("name", sorted(WANT))
+def test_each_headline_is_found_in_the_benchmarks_output(name: str) -> None:
+    (step,) = [s for s in run_all.STEPS if s.name == name]
+    got = {}
+    for figure, pattern in step.figures:
+        m = re.search(pattern, SAMPLES[name], re.MULTILINE)
+        got[figure] = float(m.group(1)) if m else None
+    assert got == WANT[name]
+
+
+def test_lab_steps_say_why_they_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_all, "lab_missing", lambda: "not root")
+    (step,) = [s for s in run_all.STEPS if s.name == "status at scale"]
+    got = run_all.run_step(step)
+    assert got["status"] == "skipped: not root"
+    assert set(got["figures"].values()) == {None}  # type: ignore[union-attr]
