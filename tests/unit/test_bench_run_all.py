@@ -32,6 +32,15 @@ proxy round trip: idle p50 0.57 p99 0.67 ms; while changes propagate p50 0.60 p9
 [06:22:52] (b) proxy request round trip (the poll itself): idle p50 0.27 p99 0.34 max 0.4 ms; while changes propagate p50 0.42 p99 3.5 max 9.2 ms
 [06:22:52] (c) controller peak RSS (VmHWM) 198 MiB with 3000 routes, now 198 MiB
 """,
+    "streaming": """\
+1024 MiB each way, 3 interleaved rounds; proxies on CPU 0, curl and the nginx backend on CPU 1
+  rounds of nginx: down MB/s [642, 1357, 1578], up MB/s [570, 703, 1185]
+  rounds of rauta: down MB/s [1404, 1777, 1674], up MB/s [627, 574, 724]
+nginx: down 1357 MB/s, up 703 MB/s (medians)
+rauta: down 1674 MB/s, up 627 MB/s (medians)
+rauta / nginx: down 1.23, up 0.89
+rauta RSS growth: 0.5 MiB (before 64.1 MiB, peak 64.5 MiB)
+""",
 }
 SAMPLES["status at scale"] = SAMPLES["API propagation"]
 WANT = {
@@ -40,6 +49,8 @@ WANT = {
     "API propagation": {"p50_ms": 6.1, "p99_ms": 17.5, "loop_idle_p99_ms": 0.34,
                         "loop_changing_p99_ms": 3.5, "accepted_after_last_create_s": 7.76,
                         "peak_rss_mib": 198.0},
+    "streaming": {"down_per_nginx": 1.23, "up_per_nginx": 0.89, "rauta_down_mb_s": 1674.0,
+                  "rauta_up_mb_s": 627.0, "rss_growth_mib": 0.5},
     "status at scale": {"created_s": 8.0, "accepted_after_last_create_s": 7.76,
                         "route_status_writes": 3000.0},
 }
