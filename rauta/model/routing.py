@@ -66,6 +66,12 @@ Rules:
   plus ``"?" + query`` when the query is not empty. Header modifiers are listed rule-level
   first, then backend-level, for requests and responses alike; apply them in that order.
 - Redirects carry the rule-level response header modifier; error decisions carry none.
+- Steps 2-4 are memoised per PortConfig (by identity), keyed by the raw (Host, path),
+  when their outcome depends on nothing else: every rule tested up to the winner matches
+  on hostname and path only (``_select``). The memo holds at most ``MEMO_MAX`` entries
+  and is emptied when full; ``prepare`` keeps the memos of the config it prepares and of
+  the one serving, no older. A memoised Decision equals a fresh one (hypothesis,
+  ``tests/unit/model/test_routing_memo.py``).
 """
 
 from __future__ import annotations
@@ -384,8 +390,10 @@ def prepare(config: RouterConfig) -> int:
     # the swap (its requests would otherwise build Maglev tables on the event loop).
     _ENDPOINT_INDEX, _RULE_SETS = {**_LAST_SETS, **new}, rule_sets
     _LAST_SETS = new
+    serving = _PREPARED[0]
     _PREPARED = (config, frozenset(keys))
     prepare_rule_index(config)
+    _keep_memos((*config.ports, *(serving.ports if serving is not None else ())))
     return len(new)
 
 
@@ -415,6 +423,69 @@ def _location(req: RequestView, host: str, path: str, rule: Rule,
     return f"{scheme}://{netloc}{new_path}{query}"
 
 
+# (normalised path, host without port, listener, rule, cacheable) of one (Host, path):
+# steps 2-4 of the module rules.
+_Selected = tuple[str | None, str, ListenerRoutes | None, Rule | None, bool]
+MEMO_MAX = 4096  # (Host, path) outcomes kept per PortConfig; the memo is emptied when full
+_MEMO: dict[int, tuple[PortConfig, dict[tuple[str, str], _Selected]]] = {}
+
+
+def _memo_for(port: PortConfig) -> dict[tuple[str, str], _Selected]:
+    """The (Host, path) memo of ``port``, by identity (see ``_select``)."""
+    entry = _MEMO.get(id(port))
+    if entry is not None and entry[0] is port:
+        return entry[1]
+    memo: dict[tuple[str, str], _Selected] = {}
+    if len(_MEMO) >= 64:  # ports never prepared (tests, tools): bounded, emptied when full
+        _MEMO.clear()
+    _MEMO[id(port)] = (port, memo)
+    return memo
+
+
+def _keep_memos(ports: tuple[PortConfig, ...]) -> None:
+    """Keep the memos of ``ports`` (the config being prepared and the one serving), drop
+    the rest. Only looks entries up, never iterates ``_MEMO``: the serving loop may be
+    adding to it meanwhile."""
+    global _MEMO
+    kept: dict[int, tuple[PortConfig, dict[tuple[str, str], _Selected]]] = {}
+    for port in ports:
+        entry = _MEMO.get(id(port))
+        if entry is not None and entry[0] is port:
+            kept[id(port)] = entry
+    _MEMO = kept
+
+
+def _plain(rule: Rule) -> bool:
+    """Does ``rule`` match on hostname and path only (no method, header or query)?"""
+    match = rule.match
+    return match.method is None and not match.headers and not match.query
+
+
+def _select(port: PortConfig, req: RequestView) -> _Selected:
+    """Steps 2-4: the normalised path (None: 400), the listener (None: 404) and the rule
+    (None: 404) for ``req``, and whether that outcome is a function of the Host header
+    and the path alone: true when every rule tested before the winner (and the winner)
+    matches on hostname and path only. ``route`` then memoises it per PortConfig, keyed
+    by the raw (Host, path), so a repeated request skips these steps; the memo is
+    bounded (``MEMO_MAX``), so a flood of distinct paths costs at most a rebuild."""
+    path = normalize_path(req.path)
+    host = strip_port(req.host)
+    if path is None:
+        return None, host, None, None, True
+    listener = next((lr for lr in port.listeners if host_matches(lr.hostname, host)), None)
+    if listener is None:
+        return path, host, None, None, True
+    lazy = _Lazy(req)
+    rules = listener.rules
+    cacheable = True
+    for i in index_for(listener).candidates(host, path):
+        rule = rules[i]
+        cacheable = cacheable and _plain(rule)
+        if _rule_matches(rule, host, path, req, lazy):
+            return path, host, listener, rule, cacheable
+    return path, host, listener, None, cacheable
+
+
 def route(
     config: RouterConfig,
     req: RequestView,
@@ -426,22 +497,24 @@ def route(
     port = port_index(config).get((req.address, req.port))
     if port is None:
         return Decision(kind="error", status=404, reason="no listener on this port")
-    path = normalize_path(req.path)
+    memo = _memo_for(port)
+    found = memo.get((req.host, req.path))
+    if found is None:
+        found = _select(port, req)
+        if found[4]:  # the outcome depends on nothing but the Host and the path
+            if len(memo) >= MEMO_MAX:
+                memo.clear()
+            memo[(req.host, req.path)] = found
+    path, host, listener, rule, _ = found
     if path is None:
         return Decision(kind="error", status=400, reason="bad request path", port=port)
-    host = strip_port(req.host)
-    listener = next((lr for lr in port.listeners if host_matches(lr.hostname, host)), None)
     if listener is None:
         return Decision(kind="error", status=404, reason="no matching route", port=port)
-
-    lazy = _Lazy(req)
-    rules = listener.rules
-    rule = next((rules[i] for i in index_for(listener).candidates(host, path)
-                 if _rule_matches(rules[i], host, path, req, lazy)), None)
     if rule is None:
         return Decision(
             kind="error", status=404, reason="no matching route", port=port, listener=listener
         )
+    lazy = _Lazy(req)
 
     if rule.invalid is not None:
         return Decision(kind="error", status=500, reason="invalid rule", port=port,
