@@ -72,12 +72,13 @@ class Controller:
                  proxy_settings: dict[str, Any] | None = None,
                  address_pool: str | None = None,
                  gateway_services: ServiceMode | None = None, strict: bool = False,
-                 access_log: str | None = None) -> None:
+                 access_log: str | None = None, grace: float = 10.0) -> None:
         self.client = client
+        self.grace = grace
         self.namespace = namespace
         self.registry = registry or CollectorRegistry()
         self.proxy = Proxy(host=listen_host, registry=self.registry, hash_on=hash_on,
-                           access_log=access_log, **(proxy_settings or {}))
+                           access_log=access_log, drain_seconds=grace, **(proxy_settings or {}))
         self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
         self.elector = LeaderElector(client, namespace=lease_namespace, name=lease_name,
                                      identity=self.identity, lease_duration=lease_duration,
@@ -179,7 +180,7 @@ async def run_controller(*, kubeconfig: str | None, admin: str, observe: str | N
         await ctl.sink.close()
         if ctl.services is not None:
             await ctl.services.close()
-        await ctl.proxy.close(5.0)
+        await ctl.proxy.close(ctl.grace)
         await runner.cleanup()
         await client.close()
     return 0
