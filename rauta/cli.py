@@ -19,7 +19,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import yaml
@@ -36,6 +36,9 @@ from rauta.model.services import (
     parse_port_range,
 )
 from rauta.model.translate import translate
+
+if TYPE_CHECKING:
+    from rauta.settings import ProxySettings
 
 
 def dump_yaml(data: object) -> str:
@@ -300,10 +303,12 @@ def service_mode(params: dict[str, object]) -> ServiceMode | None:
                        selector=tuple(sorted(selector.items())))
 
 
-def proxy_settings(kw: dict[str, object]) -> dict[str, object]:
-    """Take the ``proxy_options`` values (but ``--grace``) out of a command's keyword
-    arguments."""
-    return {k: kw.pop(k) for k in PROXY_SETTINGS}
+def proxy_settings(kw: dict[str, object], **base: Any) -> ProxySettings:
+    """Take the ``proxy_options`` values (but ``--grace``, which is ``base``'s ``drain``)
+    out of a command's keyword arguments: the one ``ProxySettings`` of the mode."""
+    from rauta.settings import ProxySettings
+
+    return ProxySettings.from_flat({k: kw.pop(k) for k in PROXY_SETTINGS}, **base)
 
 
 @click.group()
@@ -392,12 +397,12 @@ def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file:
     tune_gc()
     obs = observe_settings(observe, observe_out, observe_window)
     try:
-        code = runloop.run(serve(list(paths), admin=admin, host=listen_host,
-                                 address_pool=address_pool, **obs,
-                                 status_file=Path(status_file) if status_file else None,
-                                 controller_name=controller_name, grace=grace, hash_on=hash_on,
-                                 proxy_settings=proxy_settings(settings), strict=strict,
-                                 access_log=access_log))
+        code = runloop.run(serve(
+            list(paths), admin=admin, address_pool=address_pool, **obs,
+            status_file=Path(status_file) if status_file else None,
+            controller_name=controller_name, strict=strict,
+            settings=proxy_settings(settings, host=listen_host, hash_on=hash_on,
+                                    access_log=access_log, drain=grace)))
     except StartupError as exc:
         fail(str(exc))
     sys.exit(code)
@@ -477,6 +482,7 @@ def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, li
     updated and deleted by the leader; garbage-collected with its Gateway) whose ports
     map the listener ports to internal ports this proxy binds for that Gateway alone."""
 
+    from rauta.app import StartupError
     from rauta.controller import run_controller
 
     check_pool(address_pool)
@@ -489,13 +495,18 @@ def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, li
     setup_logging(verbose)
     tune_gc()
     obs = observe_settings(observe, observe_out, observe_window)
-    sys.exit(runloop.run(run_controller(
-        address_pool=address_pool, gateway_services=services, strict=strict,
-        access_log=access_log, **obs,
-        kubeconfig=kubeconfig, admin=admin, namespace=namespace, controller_name=controller_name,
-        listen_host=listen_host, addresses=list(addresses), lease_namespace=lease_namespace,
-        lease_name=lease_name, lease_duration=lease_duration, identity=identity,
-        hash_on=hash_on, grace=grace, proxy_settings=proxy_settings(settings))))
+    mode = proxy_settings(settings, host=listen_host, hash_on=hash_on, access_log=access_log,
+                          drain=grace)
+    try:
+        code = runloop.run(run_controller(
+            address_pool=address_pool, gateway_services=services, strict=strict, **obs,
+            kubeconfig=kubeconfig, admin=admin, namespace=namespace,
+            controller_name=controller_name, addresses=list(addresses),
+            lease_namespace=lease_namespace, lease_name=lease_name,
+            lease_duration=lease_duration, identity=identity, settings=mode))
+    except StartupError as exc:
+        fail(str(exc))
+    sys.exit(code)
 
 
 @main.command("record")

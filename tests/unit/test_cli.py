@@ -178,7 +178,8 @@ def test_serve_passes_the_hardening_settings_to_the_proxy(
     f.write_text(QUICK)
     result = CliRunner().invoke(main, ["serve", "--config", str(f), *args])
     assert result.exit_code == 0, result.output
-    assert {k: seen["proxy_settings"][k] for k in expected} == expected
+    got = seen["settings"].proxy_kwargs()
+    assert {k: got[k] for k in expected} == expected
 
 
 def test_bad_trusted_hops_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -239,7 +240,7 @@ def test_serve_passes_every_proxy_setting_given(
             "8192", "--max-headers", "20", "--lingering-time", "3", "--send-timeout", "7"]
     result = CliRunner().invoke(main, ["serve", "--config", str(f), *args])
     assert result.exit_code == 0, result.output
-    got = seen["proxy_settings"]
+    got = seen["settings"].proxy_kwargs()
     assert (got["connect_timeout"], got["client_idle_timeout"], got["max_head_bytes"],
             got["max_headers"], got["lingering_time"], got["send_timeout"]) == (
         1.5, 9.0, 8192, 20, 3.0, 7.0)
