@@ -10,8 +10,8 @@ Rules:
 - Frozen dataclasses of plain values (picklable: a worker process receives them whole).
 - The group fields are named exactly as the Proxy's keywords; ``proxy_kwargs`` is their
   union, and every Proxy keyword is in a group or is one of ``host``, ``hash_on``,
-  ``access_log``, ``drain_seconds`` (``drain``) or ``registry``
-  (tests/unit/test_settings.py checks it).
+  ``access_log``, ``drain_seconds`` (``drain``), ``reuse_port`` (on when ``workers`` > 1)
+  or ``registry`` (tests/unit/test_settings.py checks it).
 - ``drain``: seconds requests in flight may finish, both on a port the config removed and
   at shutdown (one setting, where modes used to differ).
 - The defaults are the Proxy's own (they follow nginx where nginx has the same knob).
@@ -99,7 +99,7 @@ class ProxySettings:
     def proxy_kwargs(self) -> dict[str, Any]:
         """The Proxy's keywords (but ``registry``)."""
         return {"host": self.host, "hash_on": self.hash_on, "access_log": self.access_log,
-                "drain_seconds": self.drain,
+                "drain_seconds": self.drain, "reuse_port": self.workers > 1,
                 **asdict(self.hardening), **asdict(self.limits), **asdict(self.timeouts)}
 
     def build(self, registry: CollectorRegistry | None = None) -> Proxy:
