@@ -6,6 +6,9 @@ API-server watches) and status sinks. ``App`` builds the data plane from one
 runs the mode's tasks and shuts them all down in one order.
 
 Rules:
+- ``settings.workers`` > 1: the proxy is a ``rauta.workers.WorkerPool`` (N data-plane
+  processes; this one is the control plane), started by ``start``; its ``not_ready`` and
+  ``refresh_metrics`` go to the admin server.
 - ``start_admin`` failing (the address taken or not assignable) closes the proxy and is a
   ``StartupError`` whose text is one line (the CLI prints it, never a traceback).
 - Tasks: ``spawn(coro, name)`` runs a source (cancelled at shutdown); ``until_stop=True``
@@ -35,6 +38,7 @@ from prometheus_client import CollectorRegistry
 from rauta.admin import start_admin
 from rauta.proxy.manager import Proxy
 from rauta.settings import ProxySettings
+from rauta.workers import WorkerGone, WorkerPool
 
 log = logging.getLogger("rauta.app")
 
@@ -51,6 +55,11 @@ class App:
                  proxy: Proxy | None = None) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.pool: WorkerPool | None = None
+        if proxy is None and settings.workers > 1:
+            self.pool = WorkerPool(settings, self.registry)
+            # the same apply/close as a Proxy; the observer is refused with workers
+            proxy = self.pool  # type: ignore[assignment]
         self.proxy = proxy if proxy is not None else settings.build(self.registry)
         self.stop = asyncio.Event()
         self.code = 0
@@ -60,6 +69,25 @@ class App:
         self._closers: list[Callable[[], Awaitable[object]]] = []
         self._admin: web.AppRunner | None = None
         self._stopping = False
+
+    async def start(self) -> None:
+        """Start the data-plane workers (``settings.workers`` > 1); nothing otherwise."""
+        if self.pool is not None:
+            try:
+                await self.pool.start()
+            except (WorkerGone, OSError) as exc:
+                if self._admin is not None:
+                    await self._admin.cleanup()
+                raise StartupError(f"cannot start the data-plane workers: {exc}") from None
+
+    def not_ready(self) -> str | None:
+        """Why the data plane is not ready (a worker down), or None."""
+        return self.pool.not_ready() if self.pool is not None else None
+
+    @property
+    def refresh_metrics(self) -> Callable[[], Awaitable[None]] | None:
+        """For ``admin_app(refresh=...)``: fetch the workers' metrics first."""
+        return self.pool.refresh_metrics if self.pool is not None else None
 
     async def start_admin(self, app: web.Application, address: str) -> None:
         try:

@@ -160,6 +160,13 @@ DRAIN_OPTIONS: list[Any] = [
                  help="Drain: on SIGTERM, and for a removed port, requests in flight get "
                       "this long to finish."),
 ]
+WORKER_OPTIONS: list[Any] = [
+    click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+                 help="Data-plane processes. Above 1, this process is the control plane "
+                      "(sources, status, admin) and N workers bind the listeners with "
+                      "SO_REUSEPORT, each applying every config; not with --observe or "
+                      "--access-log."),
+]
 PROXY_SETTINGS = ("trusted_hops", "underscores_in_headers", "allow_trace", "max_connections",
                   "max_head_bytes", "max_headers", "max_idle_per_endpoint",
                   "connect_timeout", "upstream_idle_timeout", "client_idle_timeout",
@@ -168,10 +175,10 @@ PROXY_SETTINGS = ("trusted_hops", "underscores_in_headers", "allow_trace", "max_
 
 
 def proxy_options(f):  # type: ignore[no-untyped-def]
-    """The data plane's settings (hardening, limits, timeouts, drain), shared by ``serve``
-    and ``controller``."""
+    """The data plane's settings (hardening, limits, timeouts, drain, workers), shared by
+    ``serve`` and ``controller``."""
     for opt in reversed([*HARDENING_OPTIONS, *LIMIT_OPTIONS, *TIMEOUT_OPTIONS,
-                         *DRAIN_OPTIONS]):
+                         *DRAIN_OPTIONS, *WORKER_OPTIONS]):
         f = opt(f)
     return f
 
@@ -305,10 +312,19 @@ def service_mode(params: dict[str, object]) -> ServiceMode | None:
 
 def proxy_settings(kw: dict[str, object], **base: Any) -> ProxySettings:
     """Take the ``proxy_options`` values (but ``--grace``, which is ``base``'s ``drain``)
-    out of a command's keyword arguments: the one ``ProxySettings`` of the mode."""
+    out of a command's keyword arguments: the one ``ProxySettings`` of the mode. More
+    than one worker with ``--observe`` or ``--access-log`` is a usage error."""
     from rauta.settings import ProxySettings
 
-    return ProxySettings.from_flat({k: kw.pop(k) for k in PROXY_SETTINGS}, **base)
+    workers = int(kw.pop("workers"))  # type: ignore[call-overload]
+    if workers > 1:
+        meta = click.get_current_context().params
+        for name in ("observe", "access_log"):
+            if meta.get(name):
+                raise click.UsageError(f"--{name.replace('_', '-')} is not available with "
+                                       f"--workers {workers} (one data-plane process only)")
+    return ProxySettings.from_flat({k: kw.pop(k) for k in PROXY_SETTINGS}, workers=workers,
+                                   **base)
 
 
 @click.group()

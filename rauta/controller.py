@@ -171,7 +171,9 @@ async def run_controller(*, kubeconfig: str | None, admin: str,
     app.on_close(client.close)
     try:
         await app.start_admin(admin_app(ctl.reconciler, ctl.registry,
-                                        not_ready=ctl.not_ready), admin)
+                                        not_ready=lambda: app.not_ready() or ctl.not_ready(),
+                                        refresh=app.refresh_metrics), admin)
+        await app.start()
     except StartupError:
         await client.close()
         raise

@@ -63,9 +63,11 @@ async def serve(paths: list[str], *, admin: str = "127.0.0.1:9901",
                             registry=app.registry)
     source = FileSource(list(paths), reconciler, strict=strict, settle=SETTLE,
                         empty_hold=EMPTY_HOLD, on_reject=reload_errors.inc)
-    await app.start_admin(admin_app(reconciler, app.registry,
+    await app.start_admin(admin_app(reconciler, app.registry, not_ready=app.not_ready,
+                                    refresh=app.refresh_metrics,
                                     status=lambda: [*sink.document(), files_status(source)]),
                           admin)
+    await app.start()
     app.spawn(reconciler.run(), "reconciler")
     app.spawn(source.run(), "file-source")
     if observe:

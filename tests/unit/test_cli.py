@@ -244,3 +244,29 @@ def test_serve_passes_every_proxy_setting_given(
     assert (got["connect_timeout"], got["client_idle_timeout"], got["max_head_bytes"],
             got["max_headers"], got["lingering_time"], got["send_timeout"]) == (
         1.5, 9.0, 8192, 20, 3.0, 7.0)
+
+
+@pytest.mark.parametrize("command", ["serve", "controller"])
+def test_workers_reach_the_settings_and_exclude_observe_and_access_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    import rauta.controller
+    import rauta.serve
+
+    seen: dict = {}
+
+    async def fake(*_: object, **kw: object) -> int:
+        seen.update(kw)
+        return 0
+
+    monkeypatch.setattr(rauta.serve, "serve", fake)
+    monkeypatch.setattr(rauta.controller, "run_controller", fake)
+    monkeypatch.setattr("rauta.cli.tune_gc", lambda: None)
+    f = tmp_path / "c.yaml"
+    f.write_text(QUICK)
+    base = [command, *(["--config", str(f)] if command == "serve" else [])]
+    result = CliRunner().invoke(main, [*base, "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    assert seen["settings"].workers == 3 and seen["settings"].proxy_kwargs()["reuse_port"]
+    for extra in (["--observe", "proxy"], ["--access-log", "-"]):
+        result = CliRunner().invoke(main, [*base, "--workers", "2", *extra])
+        assert result.exit_code == 2 and "not available with --workers 2" in result.output
