@@ -19,7 +19,8 @@ Rules:
   answer counts as failing every port (``worker N is down``).
 - Status is written once: workers have no sink and no source; only the parent writes.
 - Workers die with the parent: ``PR_SET_PDEATHSIG`` (SIGTERM) and EOF on the channel
-  both make a worker drain for its ``settings.drain`` and exit. SIGINT is ignored in a
+  both make a worker drain for its ``settings.drain`` and exit (and one whose parent is
+  already gone when it starts, ``--parent`` no longer its parent, exits at once). SIGINT is ignored in a
   worker (a terminal's Ctrl-C reaches the parent, which stops the workers). ``close``
   sends ``stop`` with the grace to every worker and waits for each to exit (killing one
   that is still there ``grace`` + 5 s later).
@@ -118,11 +119,14 @@ class Worker:
         self.alive = False
 
     async def start(self) -> None:
+        if self._writer is not None:  # a restart: the old channel is dead
+            self._writer.close()
         parent, child = socket.socketpair()
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "rauta.workers", "--fd", str(child.fileno()),
-                pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL)
+                "--parent", str(os.getpid()), pass_fds=(child.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL)
         finally:
             child.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
@@ -345,11 +349,12 @@ async def _worker(fd: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rauta.workers")
     parser.add_argument("--fd", type=int, required=True, help="the channel's socket")
+    parser.add_argument("--parent", type=int, required=True, help="the control plane's pid")
     args = parser.parse_args(argv)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        return 0
+    if os.getppid() != args.parent:  # the parent died before prctl took effect (the
+        return 0  # parent may itself be pid 1 in a container: compare with its own pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from rauta.cli import tune_gc
 

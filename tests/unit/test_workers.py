@@ -90,3 +90,17 @@ async def test_a_pool_of_two_applies_restarts_a_killed_worker_and_closes() -> No
         await pool.close(0.5)
         await echo.stop()
     assert [p.returncode for p in procs if p is not None] == [0, 0]
+
+
+def test_a_worker_whose_parent_is_already_gone_exits_at_once() -> None:
+    """``--parent`` names a pid that is not the worker's parent (the control plane died
+    before PR_SET_PDEATHSIG took effect): exit 0 without touching the channel. The check
+    compares pids, so a control plane that is pid 1 in a container is not mistaken."""
+    import subprocess
+    import sys
+
+    bogus = 2 ** 22 + 1  # above pid_max's default: no such process
+    done = subprocess.run([sys.executable, "-m", "rauta.workers", "--fd", "987",
+                           "--parent", str(bogus)], capture_output=True, text=True,
+                          timeout=20)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
