@@ -2,7 +2,7 @@
 processes hold their own listening socket on the port (SO_REUSEPORT) and the parent holds
 none; requests over many new connections all answer and both workers served some (their
 ``worker``-labelled metrics); a config edit reaches every worker before ``/config`` shows
-it; SIGTERM exits 0 and leaves no worker; a killed parent takes its workers with it.
+it; SIGTERM lets the requests in flight finish, exits 0 and leaves no worker; a killed parent takes its workers with it.
 
 Bounded: a few hundred requests on loopback; every wait has a timeout.
 """
@@ -26,7 +26,7 @@ import pytest_asyncio
 from rauta.echo import EchoBackend
 from rauta.scenario import free_port
 
-from .test_serve import BACKENDS, REPO, Serve, route, static_objects, until, write
+from .test_serve import BACKENDS, REPO, SLOW_MS, Serve, route, static_objects, until, write
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -86,7 +86,8 @@ async def worker_requests(s: Serve) -> dict[str, float]:
 @pytest_asyncio.fixture
 async def serve2(tmp_path: Path) -> AsyncIterator[Serve]:
     backend_port, listen, admin = free_port(), free_port(), free_port()
-    backends = [EchoBackend(n, a, backend_port) for n, a in BACKENDS.items()]
+    backends = [EchoBackend(n, a, backend_port, delay_ms=SLOW_MS if n == "slow" else 0)
+                for n, a in BACKENDS.items()]
     for b in backends:
         await b.start()
     config = tmp_path / "config"
@@ -95,7 +96,7 @@ async def serve2(tmp_path: Path) -> AsyncIterator[Serve]:
     write(config / "route.yaml", route("v1"))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rauta.cli", "serve", "--config", str(config),
-        "--admin", f"127.0.0.1:{admin}", "--grace", "2", "--workers", "2",
+        "--admin", f"127.0.0.1:{admin}", "--grace", "3", "--workers", "2",
         cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
                                     timeout=aiohttp.ClientTimeout(total=10))
@@ -155,9 +156,14 @@ async def test_two_workers_share_the_port_follow_edits_and_stop_on_sigterm(
     answers = [await s.get("/") for _ in range(50)]
     assert set(answers) == {(200, "v2")}, sorted(set(answers))
 
-    # SIGTERM: exit 0, and no worker is left.
+    # SIGTERM with slow requests in flight (on both workers, most likely): they finish,
+    # then the process exits 0 and no worker is left.
+    in_flight = [asyncio.create_task(s.get("/slow")) for _ in range(8)]
+    await asyncio.sleep(0.4)
+    assert not any(t.done() for t in in_flight)
     started = time.monotonic()
     s.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(asyncio.gather(*in_flight), 10) == [(200, "slow")] * 8
     code = await asyncio.wait_for(s.proc.wait(), 10)
     assert code == 0, "\n".join(s.stderr[-20:])
     assert time.monotonic() - started < 5
