@@ -165,7 +165,7 @@ WORKER_OPTIONS: list[Any] = [
                  help="Data-plane processes. Above 1, this process is the control plane "
                       "(sources, status, admin) and N workers bind the listeners with "
                       "SO_REUSEPORT, each applying every config; not with --observe or "
-                      "--access-log."),
+                      "--access-log - (a file is shared by the workers)."),
 ]
 PROXY_SETTINGS = ("trusted_hops", "underscores_in_headers", "allow_trace", "max_connections",
                   "max_head_bytes", "max_headers", "max_idle_per_endpoint",
@@ -313,16 +313,18 @@ def service_mode(params: dict[str, object]) -> ServiceMode | None:
 def proxy_settings(kw: dict[str, object], **base: Any) -> ProxySettings:
     """Take the ``proxy_options`` values (but ``--grace``, which is ``base``'s ``drain``)
     out of a command's keyword arguments: the one ``ProxySettings`` of the mode. More
-    than one worker with ``--observe`` or ``--access-log`` is a usage error."""
+    than one worker with ``--observe`` or ``--access-log -`` is a usage error."""
     from rauta.settings import ProxySettings
 
     workers = int(kw.pop("workers"))  # type: ignore[call-overload]
     if workers > 1:
-        meta = click.get_current_context().params
-        for name in ("observe", "access_log"):
-            if meta.get(name):
-                raise click.UsageError(f"--{name.replace('_', '-')} is not available with "
-                                       f"--workers {workers} (one data-plane process only)")
+        params = click.get_current_context().params
+        if params.get("observe"):
+            raise click.UsageError(f"--observe is not available with --workers {workers} "
+                                   "(one data-plane process only)")
+        if params.get("access_log") == "-":
+            raise click.UsageError(f"--access-log - is not available with --workers "
+                                   f"{workers}: give a file (every worker appends to it)")
     return ProxySettings.from_flat({k: kw.pop(k) for k in PROXY_SETTINGS}, workers=workers,
                                    **base)
 

@@ -2,7 +2,8 @@
 processes hold their own listening socket on the port (SO_REUSEPORT) and the parent holds
 none; requests over many new connections all answer and both workers served some (their
 ``worker``-labelled metrics); a config edit reaches every worker before ``/config`` shows
-it; SIGTERM lets the requests in flight finish, exits 0 and leaves no worker; a killed parent takes its workers with it.
+it; SIGTERM lets the requests in flight finish, exits 0 and leaves no worker; both
+workers append whole lines to one ``--access-log`` file; a killed parent takes its workers with it.
 
 Bounded: a few hundred requests on loopback; every wait has a timeout.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -97,6 +99,7 @@ async def serve2(tmp_path: Path) -> AsyncIterator[Serve]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rauta.cli", "serve", "--config", str(config),
         "--admin", f"127.0.0.1:{admin}", "--grace", "3", "--workers", "2",
+        "--access-log", str(tmp_path / "access.log"),
         cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
                                     timeout=aiohttp.ClientTimeout(total=10))
@@ -171,6 +174,11 @@ async def test_two_workers_share_the_port_follow_edits_and_stop_on_sigterm(
     assert [pid for pid in workers if alive(pid)] == []
     await asyncio.wait_for(s._reader, 5)
     assert not any("Traceback" in line for line in s.stderr), "\n".join(s.stderr)
+
+    # Both workers appended to the one access log: a whole line per request, none lost.
+    lines = (s.config.parent / "access.log").read_text().splitlines()
+    paths = [json.loads(line)["path"] for line in lines]
+    assert sorted(set(paths)) == ["/", "/slow"] and len(paths) == 200 + 50 + 8
 
 
 async def test_workers_die_with_a_killed_parent(serve2: Serve) -> None:

@@ -270,3 +270,6 @@ def test_workers_reach_the_settings_and_exclude_observe_and_access_log(
     for extra in (["--observe", "proxy"], ["--access-log", "-"]):
         result = CliRunner().invoke(main, [*base, "--workers", "2", *extra])
         assert result.exit_code == 2 and "not available with --workers 2" in result.output
+    log = str(tmp_path / "access.log")  # a file: every worker appends to it
+    result = CliRunner().invoke(main, [*base, "--workers", "2", "--access-log", log])
+    assert result.exit_code == 0 and seen["settings"].access_log == log
