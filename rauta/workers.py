@@ -130,11 +130,13 @@ class Worker:
         finally:
             child.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
-        await send(self._writer, ("init", self.settings, self.index))
         try:
+            await send(self._writer, ("init", self.settings, self.index))
             hello = await asyncio.wait_for(recv(reader), START_TIMEOUT)
-        except (asyncio.IncompleteReadError, TimeoutError) as exc:
-            raise WorkerGone(f"worker {self.index} did not start") from exc
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError) as exc:
+            code = self.proc.returncode
+            raise WorkerGone(f"worker {self.index} did not start"
+                             + (f" (exit code {code})" if code is not None else "")) from exc
         self.pid = hello[1]
         self.alive = True
         self._reader_task = asyncio.create_task(self._read(reader),
@@ -149,6 +151,10 @@ class Worker:
                     fut.set_result(msg)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
+        except Exception as exc:  # a garbled message: treat the worker as gone
+            log.error("worker %d: unreadable message (%s); stopping it", self.index, exc)
+            if self.proc is not None and self.proc.returncode is None:
+                self.proc.kill()
         finally:
             self.alive = False
             for fut in self._replies.values():
@@ -244,6 +250,8 @@ class WorkerPool:
                     await w.request("apply", self.config, dict(self._tls))
             except (WorkerGone, TimeoutError, OSError) as exc:
                 log.error("worker %d: %s", w.index, exc)
+                if w.proc is not None and w.proc.returncode is None:
+                    w.proc.kill()  # one that hangs at start: the next round retries
 
     def not_ready(self) -> str | None:
         gone = [str(w.index) for w in self.workers if not w.alive]

@@ -131,3 +131,17 @@ async def test_a_taken_admin_port_is_a_startup_error_and_closes_the_proxy() -> N
         with pytest.raises(StartupError, match=f"127.0.0.1:{port}.*--admin"):
             await app.start_admin(web.Application(), f"127.0.0.1:{port}")
     assert order == ["drain 0.0"]
+
+
+async def test_workers_that_cannot_start_are_a_startup_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--workers 2`` where the worker processes exit at once: one line, nothing left."""
+    import rauta.workers
+
+    monkeypatch.setattr(rauta.workers.sys, "executable", "/bin/false")
+    app = App(ProxySettings(workers=2))
+    assert app.pool is not None and app.proxy is app.pool  # type: ignore[comparison-overlap]
+    with pytest.raises(StartupError, match="cannot start the data-plane workers: worker"):
+        await app.start()
+    assert all(w.proc is not None and w.proc.returncode is not None
+               for w in app.pool.workers)
