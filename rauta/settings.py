@@ -20,7 +20,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -92,9 +92,6 @@ class ProxySettings:
 
         return cls(hardening=Hardening(**pick(Hardening)), limits=Limits(**pick(Limits)),
                    timeouts=Timeouts(**pick(Timeouts)), **base)
-
-    def with_(self, **changes: Any) -> ProxySettings:
-        return replace(self, **changes)
 
     def proxy_kwargs(self) -> dict[str, Any]:
         """The Proxy's keywords (but ``registry``)."""
