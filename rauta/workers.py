@@ -8,7 +8,7 @@ kernel spreads new connections over the workers.
 
 Rules:
 - The channel is a socketpair: length-prefixed pickles (4-byte big-endian length). The
-  parent sends ``("init", settings, index)`` then ``("apply", seq, config, tls)``,
+  parent sends ``("init", settings, index, log_level)`` then ``("apply", seq, config, tls)``,
   ``("metrics", seq)`` and ``("stop", grace)``; a worker answers ``("ready", pid)``,
   ``("applied", seq, Applied)``, ``("error", seq, text)`` and ``("metrics", seq,
   families)``. Only the parent and its own children hold the channel.
@@ -131,7 +131,8 @@ class Worker:
             child.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
         try:
-            await send(self._writer, ("init", self.settings, self.index))
+            await send(self._writer, ("init", self.settings, self.index,
+                                      logging.getLogger().getEffectiveLevel()))
             hello = await asyncio.wait_for(recv(reader), START_TIMEOUT)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError) as exc:
             code = self.proc.returncode
@@ -315,7 +316,8 @@ class WorkerPool:
 
 async def _worker(fd: int) -> int:
     reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
-    _, settings, index = await recv(reader)
+    _, settings, index, level = await recv(reader)
+    logging.getLogger().setLevel(level)  # the control plane's (-v: debug)
     logging.getLogger().handlers[0].setFormatter(logging.Formatter(
         f"%(asctime)s %(levelname)s %(name)s[worker {index}]: %(message)s"))
     registry = CollectorRegistry()
