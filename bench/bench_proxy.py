@@ -20,8 +20,12 @@ COMMIT``; its own ``bench/bench_proxy.py --serve-proxy`` and its own ``rauta``) 
 second target, and ``--rounds N`` interleaves every target N times and reports medians:
 this is how a change's cost on the common path is measured ("before and after").
 
+``--workers N`` runs rauta's proxy as N data-plane workers (``rauta.workers``, the
+processes of ``rauta serve --workers N``) against nginx with ``worker_processes N``;
+then nothing is pinned (N proxy processes share the machine with the load).
+
 Usage: ``.venv/bin/python bench/bench_proxy.py [--duration 10] [--connections 64]
-[--rounds 3] [--compare-with /tmp/rauta-base]``.
+[--rounds 3] [--compare-with /tmp/rauta-base] [--workers 2]``.
 """
 
 from __future__ import annotations
@@ -123,7 +127,7 @@ async def serve_backends(ports: list[int], stream_bytes: int) -> None:
     await asyncio.Event().wait()
 
 
-async def serve_proxy(port: int, upstreams: list[int]) -> None:
+async def serve_proxy(port: int, upstreams: list[int], workers: int = 1) -> None:
     from prometheus_client import CollectorRegistry
 
     from rauta.model.config import (
@@ -144,8 +148,15 @@ async def serve_proxy(port: int, upstreams: list[int]) -> None:
                 backends=(Backend(name="bench/svc:80", weight=1, endpoints=eps),))
     cfg = RouterConfig(ports=(PortConfig(port=port, protocol="HTTP", listeners=(
         ListenerRoutes(gateway="bench/gw", listener="http", hostname="", rules=(rule,)),)),))
-    proxy = Proxy(registry=CollectorRegistry(), drain_seconds=0.0)
-    applied = await proxy.apply(cfg)
+    if workers > 1:  # the data-plane workers of ``rauta serve --workers N``
+        from rauta.settings import ProxySettings
+        from rauta.workers import WorkerPool
+
+        proxy = WorkerPool(ProxySettings(workers=workers, drain=0.0))
+        await proxy.start()
+    else:
+        proxy = Proxy(registry=CollectorRegistry(), drain_seconds=0.0)
+    applied = await proxy.apply(cfg, {})
     if applied.failed:
         raise SystemExit(f"proxy failed: {applied.failed}")
     gc.collect()
@@ -156,7 +167,7 @@ async def serve_proxy(port: int, upstreams: list[int]) -> None:
     await proxy.close(0.0)
 
 
-NGINX_MAIN = """worker_processes 1;
+NGINX_MAIN = """worker_processes {workers};
 pid {tmp}/nginx-{name}.pid;
 error_log {tmp}/error-{name}.log;
 events {{ worker_connections 4096; }}
@@ -170,9 +181,10 @@ http {{
 """
 
 
-def start_nginx(tmp: Path, name: str, servers: str, cpu: int | None) -> subprocess.Popen:
+def start_nginx(tmp: Path, name: str, servers: str, cpu: int | None,
+                workers: int = 1) -> subprocess.Popen:
     conf = tmp / f"nginx-{name}.conf"
-    conf.write_text(NGINX_MAIN.format(tmp=tmp, name=name, servers=servers))
+    conf.write_text(NGINX_MAIN.format(tmp=tmp, name=name, servers=servers, workers=workers))
     return subprocess.Popen([*pin(cpu), "nginx", "-p", str(tmp), "-c", str(conf),
                              "-g", "daemon off;"], stderr=subprocess.DEVNULL)
 
@@ -331,6 +343,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians)")
     ap.add_argument("--compare-with", type=Path, default=None,
                     help="another checkout whose proxy runs as a second target")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="rauta data-plane workers (rauta.workers) against nginx with as "
+                         "many worker_processes; above 1 nothing is pinned")
     ap.add_argument("--serve-backends", help=argparse.SUPPRESS)
     ap.add_argument("--serve-proxy", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--upstreams", help=argparse.SUPPRESS)
@@ -346,11 +361,12 @@ def main() -> None:
             from rauta.runloop import run as run_loop
         except ImportError:  # an older checkout (--compare-with): asyncio's own
             run_loop = asyncio.run  # type: ignore[assignment]
-        run_loop(serve_proxy(args.serve_proxy, [int(p) for p in args.upstreams.split(",")]))
+        run_loop(serve_proxy(args.serve_proxy, [int(p) for p in args.upstreams.split(",")],
+                             args.workers))
         return
 
     two_cpus = ((os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
-                and not args.no_pin)
+                and not args.no_pin and args.workers == 1)
     proxy_cpu, args.load_cpu = (0, 1) if two_cpus else (None, None)
     use_nginx = shutil.which("nginx") is not None and not args.no_nginx
     me = [sys.executable, str(Path(__file__).resolve())]
@@ -372,9 +388,10 @@ def main() -> None:
             wait_port(p)
         rauta_port, stream_proxy_port = free_port(), free_port()
         rauta = subprocess.Popen([*pin(proxy_cpu), *me, "--serve-proxy", str(rauta_port),
-                                  "--upstreams", ",".join(map(str, ports))])
+                                  "--upstreams", ",".join(map(str, ports)),
+                                  "--workers", str(args.workers)])
         children.append(rauta)
-        wait_port(rauta_port)
+        wait_port(rauta_port, timeout=30)
         other: subprocess.Popen | None = None
         other_port = free_port()
         if args.compare_with is not None:
@@ -390,15 +407,19 @@ def main() -> None:
         print(f"load: {tool}, {args.connections} connections, {args.duration:.0f}s per target; "
               f"{args.backends} {'nginx' if use_nginx else 'asyncio'} backend(s); "
               f"{'proxy on CPU 0, load+backends on CPU 1' if two_cpus else 'no CPU pinning'}")
+        workers_text = f"{args.workers} worker{'s' if args.workers > 1 else ''}"
+        nginx_name = f"nginx proxy ({workers_text})"
         targets: list[tuple[str, subprocess.Popen | None, int]] = [
             ("direct (baseline)", None, ports[0])]
         if use_nginx:
             nginx_port = free_port()
-            nginx = start_nginx(tmp, "proxy", nginx_proxy(nginx_port, ports), proxy_cpu)
+            nginx = start_nginx(tmp, "proxy", nginx_proxy(nginx_port, ports), proxy_cpu,
+                                args.workers)
             children.append(nginx)
             wait_port(nginx_port)
-            targets.append(("nginx proxy (1 worker)", nginx, nginx_port))
-        targets.append(("rauta proxy", rauta, rauta_port))
+            targets.append((nginx_name, nginx, nginx_port))
+        targets.append(("rauta proxy" if args.workers == 1 else f"rauta ({workers_text})",
+                        rauta, rauta_port))
         if other is not None:
             targets.append((f"compared ({args.compare_with.name})", other, other_port))
         runs: dict[str, list[tuple[float, str, float]]] = {name: [] for name, _, _ in targets}
@@ -412,7 +433,7 @@ def main() -> None:
                 print(f"  rounds of {name}: req/s {[round(x[0]) for x in r]}, CPU us/req "
                       f"{[round(x[2]) for x in r]}")
         base = results["direct (baseline)"][0] or 1.0
-        ref = results.get("nginx proxy (1 worker)", (0.0, "", 0.0))[0]
+        ref = results.get(nginx_name, (0.0, "", 0.0))[0]
         print(f"{'target':<24}{'req/s':>10}{'p99':>10}{'/direct':>9}{'/nginx':>8}"
               f"{'proxy CPU us/req':>18}")
         for name, (rps, p99, cpu) in results.items():
@@ -420,7 +441,7 @@ def main() -> None:
             cpu_text = f"{cpu:.0f}" if cpu else "-"
             print(f"{name:<24}{rps:>10.0f}{p99:>10}{rps / base:>9.2f}{vs_nginx:>8}{cpu_text:>18}")
         if other is not None:
-            new, old = results["rauta proxy"], results[targets[-1][0]]
+            new, old = results[targets[-2][0]], results[targets[-1][0]]
             print(f"rauta / compared: req/s {new[0] / (old[0] or 1):.3f}, CPU us/req "
                   f"{new[2] / (old[2] or 1):.3f} (medians of {max(1, args.rounds)} rounds)")
         print(f"load average during the run: {os.getloadavg()[0]:.2f} "

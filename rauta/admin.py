@@ -8,12 +8,13 @@ Rules:
   bind (503 with the reason otherwise: a port in use); ``/metrics`` is the prometheus text format of rauta's own registry;
   ``/config`` is the applied RouterConfig as JSON with its generation; ``/status`` is the
   statuses rauta wrote (standalone sinks).
-- It never blocks the data plane: every handler only reads in-memory state.
+- It never blocks the data plane: every handler only reads in-memory state (with
+  ``--workers N``, ``/metrics`` first fetches the workers' metrics: ``refresh``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +26,8 @@ from rauta.reconcile.reconciler import Reconciler
 
 def admin_app(reconciler: Reconciler, registry: CollectorRegistry, *,
               not_ready: Callable[[], str | None] = lambda: None,
-              status: Callable[[], Any] | None = None) -> web.Application:
+              status: Callable[[], Any] | None = None,
+              refresh: Callable[[], Awaitable[None]] | None = None) -> web.Application:
     app = web.Application()
 
     async def healthz(_: web.Request) -> web.Response:
@@ -40,6 +42,8 @@ def admin_app(reconciler: Reconciler, registry: CollectorRegistry, *,
         return web.Response(text="ready\n")
 
     async def metrics(_: web.Request) -> web.Response:
+        if refresh is not None:
+            await refresh()
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

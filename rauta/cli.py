@@ -19,7 +19,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import yaml
@@ -36,6 +36,9 @@ from rauta.model.services import (
     parse_port_range,
 )
 from rauta.model.translate import translate
+
+if TYPE_CHECKING:
+    from rauta.settings import ProxySettings
 
 
 def dump_yaml(data: object) -> str:
@@ -102,19 +105,80 @@ access_log_option = click.option(
     help="Write a JSON line per request to FILE ('-' for stdout), off the request path.")
 
 
+def _seconds(name: str, default: float, text: str, minimum: float = 0.001) -> Any:
+    return click.option(name, default=default, show_default=True, metavar="S",
+                        type=click.FloatRange(minimum), help=text)
+
+
+# The data plane's settings in their groups (``rauta.settings``): hardening, limits,
+# timeouts and drain. One decorator, ``proxy_options``, puts them all on ``serve`` and
+# ``controller`` with the Proxy's own defaults (tests/unit/test_cli.py checks both).
+HARDENING_OPTIONS: list[Any] = [
+    click.option("--trusted-hops", default=0, show_default=True, type=click.IntRange(0, 32),
+                 help="Proxies in front of rauta trusted to set X-Forwarded-For/Forwarded; "
+                      "0 treats rauta as the edge and replaces them."),
+    click.option("--underscores-in-headers", is_flag=True, default=False,
+                 help="Forward request header names containing '_' (dropped by default)."),
+    click.option("--allow-trace", is_flag=True, default=False, help="Forward TRACE (405 by default)."),
+]
+LIMIT_OPTIONS: list[Any] = [
+    click.option("--max-connections", default=10000, show_default=True,
+                 type=click.IntRange(1), help="Limit: client connections at most, all ports."),
+    click.option("--max-head-bytes", default=64 * 1024, show_default=True,
+                 type=click.IntRange(1024), metavar="BYTES",
+                 help="Limit: a request or response head larger than this is refused "
+                      "(431 to a client, 502 for a backend's answer)."),
+    click.option("--max-headers", default=100, show_default=True, type=click.IntRange(1),
+                 help="Limit: header fields in one request or response head."),
+    click.option("--max-idle-per-endpoint", default=64, show_default=True,
+                 type=click.IntRange(0),
+                 help="Limit: idle keep-alive connections kept per backend endpoint."),
+]
+TIMEOUT_OPTIONS: list[Any] = [
+    _seconds("--connect-timeout", 5.0, "Timeout: connecting to a backend endpoint."),
+    _seconds("--upstream-idle-timeout", 60.0,
+             "Timeout: an idle keep-alive connection to a backend is closed after this."),
+    _seconds("--client-idle-timeout", 75.0,
+             "Timeout: a client keep-alive connection with nothing in flight."),
+    _seconds("--head-timeout", 30.0, "Timeout: a client's request head still incomplete."),
+    _seconds("--response-head-timeout", 60.0,
+             "Timeout: no response head this long after the request ended: 504 (routes "
+             "without timeouts of their own; 0: none).", minimum=0.0),
+    _seconds("--body-timeout", 60.0,
+             "Timeout: no byte of a request body for this long (408, or the connection "
+             "is dropped once answering began)."),
+    _seconds("--send-timeout", 60.0,
+             "Timeout: the client takes no response bytes for this long."),
+    _seconds("--lingering-timeout", 5.0,
+             "Timeout: after answering a request whose body was not read, the rest is "
+             "discarded until the client is quiet this long..."),
+    _seconds("--lingering-time", 30.0, "...or at most this long; then the connection closes."),
+]
+DRAIN_OPTIONS: list[Any] = [
+    click.option("--grace", default=10.0, show_default=True, type=click.FloatRange(0),
+                 metavar="S",
+                 help="Drain: on SIGTERM, and for a removed port, requests in flight get "
+                      "this long to finish."),
+]
+WORKER_OPTIONS: list[Any] = [
+    click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+                 help="Data-plane processes. Above 1, this process is the control plane "
+                      "(sources, status, admin) and N workers bind the listeners with "
+                      "SO_REUSEPORT, each applying every config; not with --observe or "
+                      "--access-log - (a file is shared by the workers)."),
+]
+PROXY_SETTINGS = ("trusted_hops", "underscores_in_headers", "allow_trace", "max_connections",
+                  "max_head_bytes", "max_headers", "max_idle_per_endpoint",
+                  "connect_timeout", "upstream_idle_timeout", "client_idle_timeout",
+                  "head_timeout", "response_head_timeout", "body_timeout", "send_timeout",
+                  "lingering_timeout", "lingering_time")
+
+
 def proxy_options(f):  # type: ignore[no-untyped-def]
-    """The data plane's hardening settings, shared by ``serve`` and ``controller``."""
-    opts = [
-        click.option("--trusted-hops", default=0, show_default=True, type=click.IntRange(0, 32),
-                     help="Proxies in front of rauta trusted to set X-Forwarded-For/Forwarded; "
-                          "0 treats rauta as the edge and replaces them."),
-        click.option("--underscores-in-headers", is_flag=True,
-                     help="Forward request header names containing '_' (dropped by default)."),
-        click.option("--allow-trace", is_flag=True, help="Forward TRACE (405 by default)."),
-        click.option("--max-connections", default=10000, show_default=True,
-                     type=click.IntRange(1), help="Client connections at most, all ports."),
-    ]
-    for opt in reversed(opts):
+    """The data plane's settings (hardening, limits, timeouts, drain, workers), shared by
+    ``serve`` and ``controller``."""
+    for opt in reversed([*HARDENING_OPTIONS, *LIMIT_OPTIONS, *TIMEOUT_OPTIONS,
+                         *DRAIN_OPTIONS, *WORKER_OPTIONS]):
         f = opt(f)
     return f
 
@@ -246,10 +310,23 @@ def service_mode(params: dict[str, object]) -> ServiceMode | None:
                        selector=tuple(sorted(selector.items())))
 
 
-def proxy_settings(kw: dict[str, object]) -> dict[str, object]:
-    """Take the ``proxy_options`` values out of a command's keyword arguments."""
-    return {k: kw.pop(k) for k in ("trusted_hops", "underscores_in_headers", "allow_trace",
-                                   "max_connections")}
+def proxy_settings(kw: dict[str, object], **base: Any) -> ProxySettings:
+    """Take the ``proxy_options`` values (but ``--grace``, which is ``base``'s ``drain``)
+    out of a command's keyword arguments: the one ``ProxySettings`` of the mode. More
+    than one worker with ``--observe`` or ``--access-log -`` is a usage error."""
+    from rauta.settings import ProxySettings
+
+    workers = int(kw.pop("workers"))  # type: ignore[call-overload]
+    if workers > 1:
+        params = click.get_current_context().params
+        if params.get("observe"):
+            raise click.UsageError(f"--observe is not available with --workers {workers} "
+                                   "(one data-plane process only)")
+        if params.get("access_log") == "-":
+            raise click.UsageError(f"--access-log - is not available with --workers "
+                                   f"{workers}: give a file (every worker appends to it)")
+    return ProxySettings.from_flat({k: kw.pop(k) for k in PROXY_SETTINGS}, workers=workers,
+                                   **base)
 
 
 @click.group()
@@ -308,7 +385,6 @@ def translate_cmd(files: tuple[str, ...], controller_name: str, address_pool: st
               help="Also write the statuses rauta computes to this YAML file.")
 @click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True,
               help="GatewayClass controllerName that rauta owns.")
-@click.option("--grace", default=10.0, show_default=True, help="Drain period in seconds.")
 @click.option("--hash-on", default="flow", show_default=True, callback=check_hash_on,
               help="Maglev key: flow, client-ip or header:NAME.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
@@ -339,12 +415,12 @@ def serve_cmd(paths: tuple[str, ...], admin: str, listen_host: str, status_file:
     tune_gc()
     obs = observe_settings(observe, observe_out, observe_window)
     try:
-        code = runloop.run(serve(list(paths), admin=admin, host=listen_host,
-                                 address_pool=address_pool, **obs,
-                                 status_file=Path(status_file) if status_file else None,
-                                 controller_name=controller_name, grace=grace, hash_on=hash_on,
-                                 proxy_settings=proxy_settings(settings), strict=strict,
-                                 access_log=access_log))
+        code = runloop.run(serve(
+            list(paths), admin=admin, address_pool=address_pool, **obs,
+            status_file=Path(status_file) if status_file else None,
+            controller_name=controller_name, strict=strict,
+            settings=proxy_settings(settings, host=listen_host, hash_on=hash_on,
+                                    access_log=access_log, drain=grace)))
     except StartupError as exc:
         fail(str(exc))
     sys.exit(code)
@@ -416,13 +492,15 @@ def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, li
                    lease_name: str, lease_duration: float, identity: str | None, hash_on: str,
                    verbose: bool, address_pool: str | None, strict: bool,
                    access_log: str | None, observe: str | None,
-                   observe_out: str, observe_window: float, **settings: object) -> None:
+                   observe_out: str, observe_window: float, grace: float,
+                   **settings: object) -> None:
     """Run as a Gateway API controller against a Kubernetes API server.
 
     With --gateway-services every Gateway gets a LoadBalancer Service of its own (created,
     updated and deleted by the leader; garbage-collected with its Gateway) whose ports
     map the listener ports to internal ports this proxy binds for that Gateway alone."""
 
+    from rauta.app import StartupError
     from rauta.controller import run_controller
 
     check_pool(address_pool)
@@ -435,13 +513,18 @@ def controller_cmd(kubeconfig: str | None, namespace: str | None, admin: str, li
     setup_logging(verbose)
     tune_gc()
     obs = observe_settings(observe, observe_out, observe_window)
-    sys.exit(runloop.run(run_controller(
-        address_pool=address_pool, gateway_services=services, strict=strict,
-        access_log=access_log, **obs,
-        kubeconfig=kubeconfig, admin=admin, namespace=namespace, controller_name=controller_name,
-        listen_host=listen_host, addresses=list(addresses), lease_namespace=lease_namespace,
-        lease_name=lease_name, lease_duration=lease_duration, identity=identity,
-        hash_on=hash_on, proxy_settings=proxy_settings(settings))))
+    mode = proxy_settings(settings, host=listen_host, hash_on=hash_on, access_log=access_log,
+                          drain=grace)
+    try:
+        code = runloop.run(run_controller(
+            address_pool=address_pool, gateway_services=services, strict=strict, **obs,
+            kubeconfig=kubeconfig, admin=admin, namespace=namespace,
+            controller_name=controller_name, addresses=list(addresses),
+            lease_namespace=lease_namespace, lease_name=lease_name,
+            lease_duration=lease_duration, identity=identity, settings=mode))
+    except StartupError as exc:
+        fail(str(exc))
+    sys.exit(code)
 
 
 @main.command("record")

@@ -1,8 +1,9 @@
 """``rauta controller`` and ``rauta record``: rauta against a real Kubernetes API server.
 
 Role: wire one ``Watcher`` per kind into the same Reconciler and Proxy that ``rauta serve``
-uses, with the Kubernetes status sink, leader election and the admin server; and record
-watch events into the scenario format.
+uses, with the Kubernetes status sink and leader election, on the runtime every mode
+shares (``rauta.app.App``: proxy, admin server, signals, shutdown); and record watch
+events into the scenario format.
 
 Rules:
 - Nothing is reconciled until every watch has listed once, so the first statuses are
@@ -10,7 +11,7 @@ Rules:
 - Every replica serves traffic from its own watches; only the Lease holder writes status
   and, with ``gateway_services``, the generated per-Gateway Services
   (``rauta.reconcile.servicesink``; the Service watch that feeds backends feeds them too).
-- ``strict`` and ``access_log`` mean what they mean for ``rauta serve``: unknown fields
+- ``strict`` and the settings' ``access_log`` mean what they mean for ``rauta serve``: unknown fields
   of watched objects are warnings (errors under ``strict``: the last good version is
   kept, ``rauta.fieldcheck`` in the store), and the proxy writes its JSON access log.
 - Fail static: when the API server is unreachable the proxy keeps the last applied config;
@@ -33,7 +34,8 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry, Gauge
 
-from rauta.admin import admin_app, start_admin
+from rauta.admin import admin_app
+from rauta.app import App, StartupError
 from rauta.model.graph import DEFAULT_CONTROLLER
 from rauta.model.services import ServiceMode
 from rauta.proxy.manager import Proxy
@@ -43,6 +45,7 @@ from rauta.reconcile.leader import LeaderElector
 from rauta.reconcile.reconciler import Reconciler
 from rauta.reconcile.servicesink import KubeServiceSink
 from rauta.reconcile.store import Event
+from rauta.settings import ProxySettings
 
 log = logging.getLogger("rauta.controller")
 
@@ -63,21 +66,19 @@ async def served_kinds(client: KubeClient) -> dict[str, Kind]:
 
 
 class Controller:
-    def __init__(self, client: KubeClient, *, namespace: str | None = None,
-                 controller_name: str = DEFAULT_CONTROLLER, listen_host: str = "127.0.0.1",
+    def __init__(self, client: KubeClient, *, proxy: Proxy | None = None,
+                 registry: CollectorRegistry | None = None, namespace: str | None = None,
+                 controller_name: str = DEFAULT_CONTROLLER,
                  addresses: list[str] | None = None, lease_namespace: str = "default",
                  lease_name: str = "rauta-controller", identity: str | None = None,
-                 lease_duration: float = 15.0, hash_on: str = "flow",
-                 registry: CollectorRegistry | None = None,
-                 proxy_settings: dict[str, Any] | None = None,
-                 address_pool: str | None = None,
-                 gateway_services: ServiceMode | None = None, strict: bool = False,
-                 access_log: str | None = None) -> None:
+                 lease_duration: float = 15.0, address_pool: str | None = None,
+                 gateway_services: ServiceMode | None = None, strict: bool = False) -> None:
+        """``proxy``: built by ``App`` from the mode's settings, with ``registry`` (one
+        with the default settings when None)."""
         self.client = client
         self.namespace = namespace
-        self.registry = registry or CollectorRegistry()
-        self.proxy = Proxy(host=listen_host, registry=self.registry, hash_on=hash_on,
-                           access_log=access_log, **(proxy_settings or {}))
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.proxy = proxy if proxy is not None else ProxySettings().build(self.registry)
         self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
         self.elector = LeaderElector(client, namespace=lease_namespace, name=lease_name,
                                      identity=self.identity, lease_duration=lease_duration,
@@ -134,17 +135,19 @@ class Controller:
                  for w in self.watchers]
         tasks.append(asyncio.create_task(self.elector.run(), name="leader-election"))
         tasks.append(asyncio.create_task(self._gauge(), name="connected-gauge"))
-        while not all(w.relists for w in self.watchers):
-            if stop.is_set():
-                break
-            await asyncio.sleep(0.02)
-        self.synced.set()
-        tasks.append(asyncio.create_task(self.reconciler.run(), name="reconciler"))
-        self.reconciler._mark_dirty()  # reconcile the initial picture even if it is empty
-        await stop.wait()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            while not all(w.relists for w in self.watchers):
+                if stop.is_set():
+                    break
+                await asyncio.sleep(0.02)
+            self.synced.set()
+            tasks.append(asyncio.create_task(self.reconciler.run(), name="reconciler"))
+            self.reconciler._mark_dirty()  # reconcile the initial picture even if empty
+            await stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _gauge(self) -> None:
         while True:
@@ -152,37 +155,35 @@ class Controller:
             await asyncio.sleep(1)
 
 
-async def run_controller(*, kubeconfig: str | None, admin: str, observe: str | None = None,
+async def run_controller(*, kubeconfig: str | None, admin: str,
+                         settings: ProxySettings | None = None, observe: str | None = None,
                          observe_out: str = "-", observe_window: float = 10.0,
                          **kwargs: Any) -> int:
+    """The controller on the shared runtime (``rauta.app.App``): the watches and the
+    elector stop first, then the status and Service sinks and the API client close, then
+    the proxy drains for ``settings.drain`` seconds."""
     client = await KubeClient.connect(kubeconfig)
-    ctl = Controller(client, **kwargs)
-    runner = await start_admin(admin_app(ctl.reconciler, ctl.registry,
-                                         not_ready=ctl.not_ready), admin)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    observer = None
+    app = App(settings or ProxySettings(host="0.0.0.0"))
+    ctl = Controller(client, proxy=app.proxy, registry=app.registry, **kwargs)
+    app.on_close(ctl.sink.close)
+    if ctl.services is not None:
+        app.on_close(ctl.services.close)
+    app.on_close(client.close)
+    try:
+        await app.start_admin(admin_app(ctl.reconciler, ctl.registry,
+                                        not_ready=lambda: app.not_ready() or ctl.not_ready(),
+                                        refresh=app.refresh_metrics), admin)
+        await app.start()
+    except StartupError:
+        await client.close()
+        raise
     if observe:
         from rauta.observe.serving import open_out, proxy_pipeline, run_observer
 
         pipe = proxy_pipeline(ctl.proxy, ctl.registry, open_out(observe_out), observe_window)
-        observer = asyncio.create_task(run_observer(ctl.proxy, pipe, stop), name="observer")
-    try:
-        await ctl.run(stop)
-    finally:
-        if observer is not None:
-            stop.set()
-            await observer  # processes what is still queued, then returns
-        await ctl.sink.close()
-        if ctl.services is not None:
-            await ctl.services.close()
-        await ctl.proxy.close(5.0)
-        await runner.cleanup()
-        await client.close()
-    return 0
+        app.spawn(run_observer(ctl.proxy, pipe, app.stop), "observer", until_stop=True)
+    app.spawn(ctl.run(app.stop), "controller", until_stop=True, essential=True)
+    return await app.run()
 
 
 def redact(obj: dict[str, Any]) -> dict[str, Any]:

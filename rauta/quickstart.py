@@ -23,6 +23,7 @@ from rauta import runloop
 from rauta.echo import EchoBackend
 from rauta.scenario import Placeholders, free_port
 from rauta.serve import StartupError, serve
+from rauta.settings import ProxySettings
 
 
 def _port_or_free(preferred: int) -> int:
@@ -92,7 +93,8 @@ async def quickstart(directory: Path | None = None, listener_port: int = 8080,
         print("  " + line)
     print("Ctrl-C to stop.", flush=True)
     try:
-        return await serve([str(workdir)], admin=f"127.0.0.1:{admin}", grace=2.0)
+        return await serve([str(workdir)], admin=f"127.0.0.1:{admin}",
+                           settings=ProxySettings(drain=2.0))
     finally:
         for b in backends:
             await b.stop()

@@ -5,7 +5,10 @@ loopback, feeds each step's events to the reconciler, waits until they are appli
 the probes, checks the statuses, and prints one PASS/FAIL line per expectation.
 
 Rules:
-- The same code path as ``rauta serve``: Reconciler → Proxy, MemorySink for statuses.
+- The same code path as ``rauta serve``: Reconciler → Proxy (built from ``ProxySettings``
+  like every mode's), MemorySink for statuses. No signals and no admin server, so not on
+  ``rauta.app.App``: the run ends when the scenario does (the proxy closed with 0.5 s
+  of drain, since every probe has been answered by then).
 - Every wait is bounded; a step whose changes are not applied in time fails, never hangs.
 - Exit code 0 only when every expectation passed.
 """
@@ -23,11 +26,11 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from rauta.echo import EchoBackend
-from rauta.proxy.manager import Proxy
 from rauta.reconcile.reconciler import Reconciler
 from rauta.reconcile.sinks import MemorySink
 from rauta.reconcile.store import Event
 from rauta.scenario import Placeholders, Probe, Scenario, StatusExpect, Step, load_scenario
+from rauta.settings import ProxySettings
 
 
 @dataclass
@@ -67,8 +70,7 @@ class Runner:
         self.s, self.ph, self.out = scenario, placeholders, out
         self.report = Report()
         self.registry = CollectorRegistry()
-        self.proxy = Proxy(host="127.0.0.1", registry=self.registry, hash_on=scenario.hash_on,
-                           drain_seconds=2.0)
+        self.proxy = ProxySettings(hash_on=scenario.hash_on, drain=2.0).build(self.registry)
         self.sink = MemorySink(clock=lambda: "2026-01-01T00:00:00Z")
         self.reconciler = Reconciler(self.proxy, self.sink)
         self.backends = {

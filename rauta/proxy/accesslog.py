@@ -12,13 +12,17 @@ Rules:
 - Bounded: at most ``max_pending`` lines wait for the writer; beyond that lines are
   dropped and counted (``dropped``), never blocking the loop. The writer flushes at least
   every ``flush_every`` seconds and on ``close``.
-- "-" writes to stdout. A write error stops the log with one warning (traffic goes on).
+- "-" writes to stdout. A file is opened ``O_APPEND`` and each batch of lines goes out in
+  one ``write(2)`` (the rest retried if the kernel took less), so several processes (the
+  workers of ``--workers N``) append to one file without splitting each other's lines.
+- A write error stops the log with one warning (traffic goes on).
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
 import sys
 import threading
 import time
@@ -46,8 +50,10 @@ class AccessLog:
         self._queue: collections.deque[Entry] = collections.deque()
         self._wake = threading.Event()
         self._closed = False
-        self._out: IO[str] = (sys.stdout if target == "-"
-                              else open(target, "a", encoding="utf-8"))  # noqa: SIM115
+        self._out: IO[str] | None = sys.stdout if target == "-" else None
+        self._fd = (-1 if target == "-" else
+                    os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                            0o644))
         self._thread = threading.Thread(target=self._run, name="rauta-access-log",
                                         daemon=True)
         self._thread.start()
@@ -86,8 +92,14 @@ class AccessLog:
         while queue:
             lines.append(self.format(queue.popleft()))
         if lines:
-            self._out.write("\n".join(lines) + "\n")
-            self._out.flush()
+            text = "\n".join(lines) + "\n"
+            if self._out is not None:
+                self._out.write(text)
+                self._out.flush()
+            else:  # the lines are ASCII (the formatter escapes everything else)
+                data = memoryview(text.encode("ascii"))
+                while data:
+                    data = data[os.write(self._fd, data):]
             self.written += len(lines)
 
     def _run(self) -> None:
@@ -109,5 +121,6 @@ class AccessLog:
             self._closed = True
             self._wake.set()
             self._thread.join(5.0)
-        if self._out is not sys.stdout:
-            self._out.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -29,6 +29,10 @@ Rules:
   with the proxy.
 - Idle upstream connections to endpoints no longer referenced (by any backend or mirror)
   are closed.
+- ``reuse_port``: listening sockets set SO_REUSEPORT, so that several processes (the
+  data-plane workers of ``rauta.workers``) bind the same ports and the kernel spreads
+  new connections among them. Off by default: a port another program holds must stay a
+  bind failure, never a silent share.
 - ``apply`` calls are serialised; ``generation`` counts successful applies.
 """
 
@@ -90,8 +94,9 @@ class Proxy:
                  lingering_timeout: float = 5.0, lingering_time: float = 30.0,
                  max_connections: int = 10000, underscores_in_headers: bool = False,
                  allow_trace: bool = False, trusted_hops: int = 0,
-                 access_log: str | None = None) -> None:
+                 access_log: str | None = None, reuse_port: bool = False) -> None:
         self.host = host
+        self.reuse_port = reuse_port
         self.access_log = AccessLog(access_log) if access_log else None
         self._bind_errors: dict[tuple[str, int], str] = {}
         self.drain_seconds = drain_seconds
@@ -224,7 +229,7 @@ class Proxy:
         host = pc.address or self.host
         key = (pc.address, pc.port)
         try:
-            await lst.start(host)
+            await lst.start(host, reuse_port=self.reuse_port)
         except OSError as exc:
             error = f"cannot listen on {host}:{pc.port}: {exc.strerror or exc}"
             if self._bind_errors.get(key) != error:

@@ -115,11 +115,12 @@ class Listener:
         self.draining = False
         self._sweep_timer: asyncio.TimerHandle | None = None
 
-    async def start(self, host: str) -> None:
+    async def start(self, host: str, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             lambda: ClientConnection(self), host, self.port,
-            ssl=self.tls.context if self.tls else None, reuse_address=True, backlog=1024)
+            ssl=self.tls.context if self.tls else None, reuse_address=True,
+            reuse_port=reuse_port or None, backlog=1024)
         self._sweep_timer = loop.call_later(self.rt.sweep_every, self._sweep)
 
     def _sweep(self) -> None:

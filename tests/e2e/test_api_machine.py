@@ -160,7 +160,7 @@ class ControllerThread:
         self.client = await KubeClient.connect(kubeconfig)
         self.registry = CollectorRegistry()
         self.ctl = Controller(self.client, controller_name=controller_name,
-                              listen_host="127.0.0.1", lease_namespace=lease_ns,
+                              lease_namespace=lease_ns,
                               lease_name=lease_name, identity=f"api-machine-{os.getpid()}",
                               registry=self.registry)
         self.runner = await start_admin(

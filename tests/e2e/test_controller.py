@@ -671,7 +671,12 @@ def set_pod_ready(api: Api, ns: str, name: str, ip: str, ready: bool) -> None:
     api.put_status(pod)
 
 
-def test_apply_change_delete_follows_traffic(env: Env, backends: BackendNet) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_apply_change_delete_follows_traffic(env: Env, backends: BackendNet,
+                                             workers: int) -> None:
+    """Traffic follows every change, with one data plane and with two workers
+    (``--workers 2``: every change reaches both, the port is Programmed once both bound
+    it)."""
     api, ns = env.api, env.ns
     alpha = backends.start_echo("alpha")
     beta = backends.start_echo("beta")
@@ -690,7 +695,7 @@ def test_apply_change_delete_follows_traffic(env: Env, backends: BackendNet) -> 
     api.create(endpoint_slice(ns, "beta", beta.address))
     api.create(gateway(ns, "gw", env.gc, [listener("http", port)]))
 
-    ctl = env.controller(listen_host=host)
+    ctl = env.controller(listen_host=host, extra=("--workers", str(workers)))
 
     def answer(path: str) -> tuple[int, str | None]:
         try:
@@ -746,6 +751,11 @@ def test_apply_change_delete_follows_traffic(env: Env, backends: BackendNet) -> 
         cfg = ctl.config()["config"]
         assert all(not lr.get("rules") for p in cfg.get("ports", [])
                    for lr in p.get("listeners", [])), cfg
+        if workers > 1:  # both workers served, and each applied every change
+            for w in ("0", "1"):
+                assert ctl.metric("rauta_requests_total", worker=w) > 0, w
+            gens = {ctl.metric("rauta_config_generation", worker=w) for w in ("0", "1")}
+            assert len(gens) == 1 and gens.pop() >= 5, gens
 
 
 # ---------------------------------------------------------------- validation

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -177,7 +178,8 @@ def test_serve_passes_the_hardening_settings_to_the_proxy(
     f.write_text(QUICK)
     result = CliRunner().invoke(main, ["serve", "--config", str(f), *args])
     assert result.exit_code == 0, result.output
-    assert seen["proxy_settings"] == expected
+    got = seen["settings"].proxy_kwargs()
+    assert {k: got[k] for k in expected} == expected
 
 
 def test_bad_trusted_hops_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -185,3 +187,89 @@ def test_bad_trusted_hops_is_one_line_and_exit_2(tmp_path: Path) -> None:
     f.write_text(QUICK)
     result = CliRunner().invoke(main, ["serve", "--config", str(f), "--trusted-hops", "-1"])
     assert result.exit_code == 2 and "trusted-hops" in result.output
+
+
+# Proxy keywords that are not the data plane's limits, timeouts or hardening (each has an
+# option of its own: --listen-host, --hash-on, --access-log, --grace) or are not settings.
+_NOT_PROXY_OPTIONS = {"host", "registry", "hash_on", "access_log", "drain_seconds",
+                      "reuse_port"}
+
+
+def _proxy_keywords() -> list[str]:
+    import inspect
+
+    from rauta.proxy.manager import Proxy
+
+    return [n for n in inspect.signature(Proxy.__init__).parameters
+            if n != "self" and n not in _NOT_PROXY_OPTIONS]
+
+
+@pytest.mark.parametrize("command", ["serve", "controller"])
+def test_every_proxy_limit_and_timeout_has_an_option(command: str) -> None:
+    """Every setting of the Proxy reaches the command line, on serve and controller alike
+    (one decorator), with the Proxy's own default."""
+    import inspect
+
+    from rauta.proxy.manager import Proxy
+
+    cmd = main.commands[command]
+    params = {p.name: p for p in cmd.params if isinstance(p, click.Option)}
+    defaults = inspect.signature(Proxy.__init__).parameters
+    missing = [k for k in _proxy_keywords() if k not in params]
+    assert missing == [], f"rauta {command} lacks options for {missing}"
+    for k in _proxy_keywords():
+        assert params[k].default == defaults[k].default, k
+    assert "grace" in params and params["grace"].default == 10.0
+
+
+def test_serve_passes_every_proxy_setting_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rauta.serve
+
+    seen: dict = {}
+
+    async def fake_serve(paths: list[str], **kw: object) -> int:
+        seen.update(kw)
+        return 0
+
+    monkeypatch.setattr(rauta.serve, "serve", fake_serve)
+    monkeypatch.setattr("rauta.cli.tune_gc", lambda: None)
+    f = tmp_path / "c.yaml"
+    f.write_text(QUICK)
+    args = ["--connect-timeout", "1.5", "--client-idle-timeout", "9", "--max-head-bytes",
+            "8192", "--max-headers", "20", "--lingering-time", "3", "--send-timeout", "7"]
+    result = CliRunner().invoke(main, ["serve", "--config", str(f), *args])
+    assert result.exit_code == 0, result.output
+    got = seen["settings"].proxy_kwargs()
+    assert (got["connect_timeout"], got["client_idle_timeout"], got["max_head_bytes"],
+            got["max_headers"], got["lingering_time"], got["send_timeout"]) == (
+        1.5, 9.0, 8192, 20, 3.0, 7.0)
+
+
+@pytest.mark.parametrize("command", ["serve", "controller"])
+def test_workers_reach_the_settings_and_exclude_observe_and_access_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    import rauta.controller
+    import rauta.serve
+
+    seen: dict = {}
+
+    async def fake(*_: object, **kw: object) -> int:
+        seen.update(kw)
+        return 0
+
+    monkeypatch.setattr(rauta.serve, "serve", fake)
+    monkeypatch.setattr(rauta.controller, "run_controller", fake)
+    monkeypatch.setattr("rauta.cli.tune_gc", lambda: None)
+    f = tmp_path / "c.yaml"
+    f.write_text(QUICK)
+    base = [command, *(["--config", str(f)] if command == "serve" else [])]
+    result = CliRunner().invoke(main, [*base, "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    assert seen["settings"].workers == 3 and seen["settings"].proxy_kwargs()["reuse_port"]
+    for extra in (["--observe", "proxy"], ["--access-log", "-"]):
+        result = CliRunner().invoke(main, [*base, "--workers", "2", *extra])
+        assert result.exit_code == 2 and "not available with --workers 2" in result.output
+    log = str(tmp_path / "access.log")  # a file: every worker appends to it
+    result = CliRunner().invoke(main, [*base, "--workers", "2", "--access-log", log])
+    assert result.exit_code == 0 and seen["settings"].access_log == log

@@ -39,7 +39,7 @@ def test_defaults_pass_no_mode(captured: dict[str, Any]) -> None:
     res = invoke()
     assert res.exit_code == 0, res.output
     assert captured["gateway_services"] is None
-    assert captured["strict"] is False and captured["access_log"] is None
+    assert captured["strict"] is False and captured["settings"].access_log is None
 
 
 def test_gateway_services_options(captured: dict[str, Any]) -> None:
@@ -58,7 +58,7 @@ def test_strict_and_access_log_are_passed(captured: dict[str, Any], tmp_path: Pa
     log = str(tmp_path / "access.log")
     res = invoke("--strict", "--access-log", log)
     assert res.exit_code == 0, res.output
-    assert captured["strict"] is True and captured["access_log"] == log
+    assert captured["strict"] is True and captured["settings"].access_log == log
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -91,9 +91,11 @@ class NoClient:
 
 async def test_controller_hands_strict_and_access_log_to_the_runtime(tmp_path: Path) -> None:
     from rauta.controller import Controller
+    from rauta.settings import ProxySettings
 
     log = tmp_path / "access.log"
-    ctl = Controller(NoClient(), strict=True, access_log=str(log),  # type: ignore[arg-type]
+    proxy = ProxySettings(access_log=str(log)).build()
+    ctl = Controller(NoClient(), strict=True, proxy=proxy,  # type: ignore[arg-type]
                      gateway_services=ServiceMode())
     try:
         # --strict: the store refuses an object with an unknown field (serve's rule)
@@ -103,7 +105,7 @@ async def test_controller_hands_strict_and_access_log_to_the_runtime(tmp_path: P
         assert ctl.reconciler.submit([Event("ADDED", gw)]) == 0
         assert "--strict" in ctl.reconciler.store.errors[("Gateway", "default", "g")]
         # --access-log: the proxy's own access log, the one serve uses
-        assert ctl.proxy.access_log is not None
+        assert ctl.proxy is proxy and ctl.proxy.access_log is not None
         assert ctl.services is not None and ctl.reconciler.service_sink is ctl.services
     finally:
         await ctl.proxy.close(0.1)

@@ -178,3 +178,23 @@ async def test_close_stops_everything(echo: EchoBackend) -> None:
         await asyncio.open_connection("127.0.0.1", port)
     with pytest.raises(RuntimeError):
         await proxy.apply(route_to(port, echo))
+
+
+async def test_reuse_port_lets_two_proxies_share_a_port_and_is_off_by_default(
+        echo: EchoBackend) -> None:
+    """SO_REUSEPORT (the workers of ``--workers N``): with it two proxies bind the same
+    port and both answer; without it the second one's bind fails as before."""
+    port = free_port()
+    shared = [Proxy(registry=CollectorRegistry(), reuse_port=True) for _ in range(2)]
+    plain = Proxy(registry=CollectorRegistry())
+    try:
+        for p in shared:
+            assert (await p.apply(route_to(port, echo))).ports == (port,)
+        assert (await get(port, "/")).status == 200
+        refused = await plain.apply(route_to(port, echo))
+        assert refused.ports == () and "cannot listen on" in refused.failed[0][1]
+        await shared[0].close()
+        assert (await get(port, "/")).status == 200  # the other one still listens
+    finally:
+        for p in [*shared, plain]:
+            await p.close()

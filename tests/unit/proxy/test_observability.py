@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,24 @@ async def test_access_log_writes_one_json_line_per_request(tmp_path: Path,
     assert first["route"] == "default/r" and first["rule"] == "main"
     assert first["backend"] == "default/svc:80" and first["client"] == "127.0.0.1"
     assert first["duration_ms"] >= 0 and first["ts"].endswith("Z")
+
+
+def test_two_access_logs_on_one_file_never_split_each_others_lines(tmp_path: Path) -> None:
+    """The workers of ``--workers N`` share one file: each appends whole batches (large
+    ones here: 3,000 lines with 200-byte paths), so every line stays whole."""
+    out = tmp_path / "shared.log"
+    logs = [AccessLog(str(out), max_pending=10_000, flush_every=0.01) for _ in range(2)]
+    for rnd in range(4):
+        for n, alog in enumerate(logs):
+            for i in range(3000):
+                alog.add("10.0.0.1", "GET", b"/" + b"x" * 200 + f"/{n}/{rnd}/{i}".encode(),
+                         "h", "1.1", 200, 80, "", "", "", 0.001)
+        time.sleep(0.05)  # both writers drain at once
+    for alog in logs:
+        alog.close()
+    lines = out.read_text().splitlines()
+    paths = {json.loads(line)["path"] for line in lines}
+    assert len(lines) == len(paths) == 2 * 4 * 3000
 
 
 def test_access_log_is_bounded_and_flushed_on_close(tmp_path: Path) -> None:
