@@ -308,7 +308,8 @@ class Bench:
         await asyncio.gather(*(create(i) for i in range(n)))
         t_created = time.monotonic() - t0
         log(f"(a) {n} HTTPRoutes created in {t_created:.2f}s "
-            f"({n / t_created:.0f}/s, {self.args.concurrency} concurrent POSTs)")
+            f"({n / t_created:.0f}/s, {self.args.concurrency} concurrent POSTs); "
+            f"{len(self.accepted_names)} already Accepted then")
         try:
             await asyncio.wait_for(all_accepted.wait(),
                                    max(1.0, self.args.accept_timeout - t_created))

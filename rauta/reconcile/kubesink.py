@@ -17,9 +17,13 @@ Rules:
 - Only the leader writes. A non-leader keeps the latest desired status per object, so a
   new leader can write everything at once (``resync``).
 - Writing happens in a background worker, so the reconciler never waits for status
-  round-trips: ``concurrency`` (32) writers each take the next waiting key as soon as their
-  last write returns (no batch waits for its slowest write); a failed write is retried
-  later with a backoff.
+  round-trips: up to ``concurrency`` (32) writers, each taking the next waiting key as soon
+  as its last write returns (no batch waits for its slowest write); keys that arrive while
+  writers are busy start more writers, up to that bound, so statuses handed over a few at
+  a time (routes being created) are still written concurrently. One object is never
+  written by two writers at once: a status that changes while its write is in flight
+  waits for it, and only the latest is written next. A failed write is retried later
+  with a backoff.
 - Gateway ``status.addresses`` come from configuration (``addresses``).
 """
 
@@ -76,6 +80,7 @@ class KubeStatusSink(BackgroundWriter):
         self.conflicts = 0
         self.concurrency = concurrency
         self._dirty: dict[Key, None] = {}  # ordered set of keys waiting to be written
+        self._inflight: set[Key] = set()  # keys a writer is writing now (one writer each)
         self._failures: dict[Key, int] = {}  # consecutive failed writes, for backoff
         BackgroundWriter.__init__(self, "status-writer")
         self.metric = Counter("rauta_status_writes", "Status subresource writes, by outcome",
@@ -109,20 +114,42 @@ class KubeStatusSink(BackgroundWriter):
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._dirty and self.is_leader():
-                await asyncio.gather(*(self._drain() for _ in range(self.concurrency)))
-            if not self._dirty:
-                self._idle.set()
+        writers: set[asyncio.Task[None]] = set()
+
+        def ended(task: asyncio.Task[None]) -> None:
+            writers.discard(task)
+            self._wake.set()  # look again: more keys, or idle
+
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self.is_leader():
+                    # Keys that came while writers were busy get writers of their own.
+                    for _ in range(min(self.concurrency - len(writers), len(self._dirty))):
+                        task = asyncio.create_task(self._drain())
+                        writers.add(task)
+                        task.add_done_callback(ended)
+                if not self._dirty and not writers:
+                    self._idle.set()
+        finally:
+            for task in writers:
+                task.cancel()
 
     async def _drain(self) -> None:
-        """One writer: the next waiting key, as long as there is one (and we lead)."""
-        while self._dirty and self.is_leader():
-            key = next(iter(self._dirty))
+        """One writer: the next waiting key no other writer is writing, as long as there
+        is one (and we lead). A key written meanwhile stays waiting: the writer that has
+        it in flight takes it again when its write returns (the latest status then)."""
+        while self.is_leader():
+            key = next((k for k in self._dirty if k not in self._inflight), None)
+            if key is None:
+                return
             del self._dirty[key]
-            await self._write_key(key)
+            self._inflight.add(key)
+            try:
+                await self._write_key(key)
+            finally:
+                self._inflight.discard(key)
 
     async def _write_key(self, key: Key) -> None:
         st = self.desired.get(key)

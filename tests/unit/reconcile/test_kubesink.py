@@ -262,3 +262,78 @@ async def test_a_status_write_sends_identity_and_status_only(api: FakeApi) -> No
                                 "resourceVersion": live["metadata"]["resourceVersion"]}
     assert body["status"]["parents"][-1]["controllerName"] == CTL
     assert api.objects[ROUTE_PATH]["spec"] == live["spec"]
+
+
+async def test_statuses_that_arrive_one_by_one_are_written_concurrently() -> None:
+    """The reconciler hands over statuses a few at a time while routes are being created.
+    Keys that arrive while writes are in flight get writers of their own, up to
+    ``concurrency``: before, only the writers started for the first key kept going, so a
+    1,000-route creation was written about two at a time (70 writes/s in the lab)."""
+    import asyncio
+
+    inflight, peak = 0, 0
+    release = asyncio.Event()
+
+    class Api(FakeApi):
+        async def request(self, method: str, path: str, *, body: Any = None, **kw: Any) -> Any:
+            nonlocal inflight, peak
+            if method == "PUT":
+                inflight += 1
+                peak = max(peak, inflight)
+                await release.wait()
+                inflight -= 1
+            return await super().request(method, path, body=body, **kw)
+
+    api = Api()
+    names = [f"r{i}" for i in range(12)]
+    for n in names:
+        api.add(f"/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/{n}",
+                {"kind": "HTTPRoute", "metadata": {"name": n, "generation": 1}})
+    sink = KubeStatusSink(api, controller_name=CTL, concurrency=8)  # type: ignore[arg-type]
+    st = route_status()
+    for n in names:  # one pass per new route
+        await sink.write(StatusChanges(routes=(
+            RouteStatus(namespace="default", name=n, generation=1, parents=st.parents),)))
+        await asyncio.sleep(0.001)
+    for _ in range(100):
+        if peak >= 8:
+            break
+        await asyncio.sleep(0.001)
+    assert peak == 8
+    release.set()
+    await sink.flush(5)
+    assert sink.writes == 12 and inflight == 0
+
+
+async def test_one_object_is_never_written_by_two_writers_at_once() -> None:
+    """A Gateway's status changes with every route attached: while one write of it is in
+    flight, newer statuses wait for it (and coalesce into one write of the latest),
+    instead of racing it into 409 Conflicts (158 of them for 1,000 routes in the lab)."""
+    import asyncio
+
+    inflight: dict[str, int] = {}
+    overlap = 0
+    gate = asyncio.Event()
+
+    class Api(FakeApi):
+        async def request(self, method: str, path: str, *, body: Any = None, **kw: Any) -> Any:
+            nonlocal overlap
+            if method == "PUT":
+                inflight[path] = inflight.get(path, 0) + 1
+                overlap = max(overlap, inflight[path])
+                await gate.wait()
+                inflight[path] -= 1
+            return await super().request(method, path, body=body, **kw)
+
+    api = Api()
+    api.add(ROUTE_PATH, {"kind": "HTTPRoute", "metadata": {"name": "web", "generation": 1}})
+    sink = KubeStatusSink(api, controller_name=CTL, concurrency=8)  # type: ignore[arg-type]
+    for gen in range(1, 6):
+        await sink.write(StatusChanges(routes=(route_status(generation=gen),)))
+        await asyncio.sleep(0.001)
+    gate.set()
+    await sink.flush(5)
+    assert overlap == 1 and sink.conflicts == 0
+    assert len(api.puts) == 2  # the first, then the latest of the four that waited
+    conds = api.objects[ROUTE_PATH]["status"]["parents"][0]["conditions"]
+    assert {c["observedGeneration"] for c in conds} == {5}
