@@ -68,6 +68,17 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def stop_children(children: list[subprocess.Popen]) -> None:  # type: ignore[type-arg]
+    """Terminate every child (last started first), killing one still there after 5 s."""
+    for child in reversed(children):
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
 def pin(cpu: int | None) -> list[str]:
     if cpu is None or not shutil.which("taskset") or (os.cpu_count() or 1) < 2:
         return []
@@ -453,13 +464,7 @@ def main() -> None:
             wait_port(stream_proxy_port)
             stream_check(sp, stream_proxy_port, args.stream_mib)
     finally:
-        for child in reversed(children):
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_children(children)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -33,7 +33,14 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from bench_proxy import free_port, pin, start_nginx, vm_kib, wait_port  # noqa: E402
+from bench_proxy import (  # noqa: E402
+    free_port,
+    pin,
+    start_nginx,
+    stop_children,
+    vm_kib,
+    wait_port,
+)
 
 # /up reads the whole body (in memory: one buffer of its size), then answers through an
 # internal proxy hop that carries no body; a plain ``return`` would answer first.
@@ -125,13 +132,7 @@ def main() -> int:
               f"(before {rss_before / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB)")
         return 0
     finally:
-        for child in reversed(children):
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_children(children)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

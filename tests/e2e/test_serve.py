@@ -117,8 +117,22 @@ class Serve:
         return [line for line in self.stderr if " ERROR " in line and needle in line]
 
 
-@pytest_asyncio.fixture
-async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
+def children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (a ``--workers`` control plane's workers)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry))
+    return sorted(out)
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, *args: str) -> AsyncIterator[Serve]:
+    """``rauta serve ARGS`` on a config directory of static objects and route v1, with
+    its echo backends; on exit it and any process it started are killed."""
     backend_port, listen, admin = free_port(), free_port(), free_port()
     backends = [EchoBackend(n, a, backend_port, delay_ms=SLOW_MS if n == "slow" else 0)
                 for n, a in BACKENDS.items()]
@@ -130,7 +144,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
     write(config / "route.yaml", route("v1"))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rauta.cli", "serve", "--config", str(config),
-        "--admin", f"127.0.0.1:{admin}", "--grace", str(GRACE),
+        "--admin", f"127.0.0.1:{admin}", *args,
         cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(force_close=True),
@@ -139,14 +153,24 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
     try:
         yield s
     finally:
+        kids = children(proc.pid)
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(s._reader, 5)
         await session.close()
         for b in backends:
             await b.stop()
+
+
+@pytest_asyncio.fixture
+async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
+    async with serving(tmp_path, "--grace", str(GRACE)) as s:
+        yield s
 
 
 @pytest.mark.timeout(90)

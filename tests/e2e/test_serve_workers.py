@@ -16,7 +16,6 @@ import json
 import os
 import re
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,23 +24,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from rauta.echo import EchoBackend
-from rauta.scenario import free_port
-
-from .test_serve import BACKENDS, REPO, SLOW_MS, Serve, route, static_objects, until, write
+from .test_serve import Serve, children, route, serving, until, write
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(entry))
-    return sorted(out)
 
 
 def listening_inodes(port: int) -> set[str]:
@@ -87,38 +72,9 @@ async def worker_requests(s: Serve) -> dict[str, float]:
 
 @pytest_asyncio.fixture
 async def serve2(tmp_path: Path) -> AsyncIterator[Serve]:
-    backend_port, listen, admin = free_port(), free_port(), free_port()
-    backends = [EchoBackend(n, a, backend_port, delay_ms=SLOW_MS if n == "slow" else 0)
-                for n, a in BACKENDS.items()]
-    for b in backends:
-        await b.start()
-    config = tmp_path / "config"
-    config.mkdir()
-    write(config / "base.yaml", *static_objects(listen, backend_port))
-    write(config / "route.yaml", route("v1"))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rauta.cli", "serve", "--config", str(config),
-        "--admin", f"127.0.0.1:{admin}", "--grace", "3", "--workers", "2",
-        "--access-log", str(tmp_path / "access.log"),
-        cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                    timeout=aiohttp.ClientTimeout(total=10))
-    s = Serve(proc, listen, admin, config, session)
-    try:
+    async with serving(tmp_path, "--grace", "3", "--workers", "2",
+                       "--access-log", str(tmp_path / "access.log")) as s:
         yield s
-    finally:
-        kids = children(proc.pid)
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        for pid in kids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(s._reader, 5)
-        await session.close()
-        for b in backends:
-            await b.stop()
 
 
 async def _ready(s: Serve) -> bool:

@@ -154,16 +154,9 @@ def test_translate_requires_at_least_one_file(runner: CliRunner) -> None:
     assert "Traceback" not in res.output
 
 
-@pytest.mark.parametrize("args,expected", [
-    ([], {"trusted_hops": 0, "underscores_in_headers": False, "allow_trace": False,
-          "max_connections": 10000}),
-    (["--trusted-hops", "2", "--underscores-in-headers", "--allow-trace",
-      "--max-connections", "50"],
-     {"trusted_hops": 2, "underscores_in_headers": True, "allow_trace": True,
-      "max_connections": 50}),
-])
-def test_serve_passes_the_hardening_settings_to_the_proxy(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], expected: dict) -> None:
+def _serve_proxy_kwargs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                        args: list[str]) -> dict:
+    """The Proxy keyword arguments ``rauta serve ARGS`` builds (serve itself faked)."""
     import rauta.serve
 
     seen: dict = {}
@@ -178,7 +171,19 @@ def test_serve_passes_the_hardening_settings_to_the_proxy(
     f.write_text(QUICK)
     result = CliRunner().invoke(main, ["serve", "--config", str(f), *args])
     assert result.exit_code == 0, result.output
-    got = seen["settings"].proxy_kwargs()
+    return dict(seen["settings"].proxy_kwargs())
+
+@pytest.mark.parametrize("args,expected", [
+    ([], {"trusted_hops": 0, "underscores_in_headers": False, "allow_trace": False,
+          "max_connections": 10000}),
+    (["--trusted-hops", "2", "--underscores-in-headers", "--allow-trace",
+      "--max-connections", "50"],
+     {"trusted_hops": 2, "underscores_in_headers": True, "allow_trace": True,
+      "max_connections": 50}),
+])
+def test_serve_passes_the_hardening_settings_to_the_proxy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], expected: dict) -> None:
+    got = _serve_proxy_kwargs(tmp_path, monkeypatch, args)
     assert {k: got[k] for k in expected} == expected
 
 
@@ -224,23 +229,9 @@ def test_every_proxy_limit_and_timeout_has_an_option(command: str) -> None:
 
 def test_serve_passes_every_proxy_setting_given(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rauta.serve
-
-    seen: dict = {}
-
-    async def fake_serve(paths: list[str], **kw: object) -> int:
-        seen.update(kw)
-        return 0
-
-    monkeypatch.setattr(rauta.serve, "serve", fake_serve)
-    monkeypatch.setattr("rauta.cli.tune_gc", lambda: None)
-    f = tmp_path / "c.yaml"
-    f.write_text(QUICK)
     args = ["--connect-timeout", "1.5", "--client-idle-timeout", "9", "--max-head-bytes",
             "8192", "--max-headers", "20", "--lingering-time", "3", "--send-timeout", "7"]
-    result = CliRunner().invoke(main, ["serve", "--config", str(f), *args])
-    assert result.exit_code == 0, result.output
-    got = seen["settings"].proxy_kwargs()
+    got = _serve_proxy_kwargs(tmp_path, monkeypatch, args)
     assert (got["connect_timeout"], got["client_idle_timeout"], got["max_head_bytes"],
             got["max_headers"], got["lingering_time"], got["send_timeout"]) == (
         1.5, 9.0, 8192, 20, 3.0, 7.0)
