@@ -88,7 +88,7 @@ class Controller:
         self.sink = KubeStatusSink(
             client, controller_name=controller_name, is_leader=self.elector.is_leader,
             addresses=[{"type": "IPAddress", "value": a} for a in addresses or []],
-            registry=self.registry, cached=lambda key: self.reconciler.store.raw.get(key))
+            registry=self.registry, cached=lambda key: self.reconciler.store.latest.get(key))
         self.services: KubeServiceSink | None = None
         if gateway_services is not None:
             self.services = KubeServiceSink(

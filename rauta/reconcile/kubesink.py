@@ -7,13 +7,16 @@ Rules:
 - Start from the live object, build the new status with ``rauta.model.status``
   (observedGeneration set, lastTransitionTime kept for unchanged conditions, other
   controllers' HTTPRoute parent entries kept), and write nothing when it equals the
-  current status. The first attempt takes the object from ``cached`` (the controller's
-  watch cache, which holds every object's latest resourceVersion and status) when it has
-  it, so a write costs one request, not a GET and a PUT; the cached object is copied,
-  never changed.
-- Writes are optimistic (PUT with that resourceVersion); a 409 Conflict (a stale cache
-  entry, or another writer) re-reads with a GET and retries, a bounded number of times.
-  A 404 (object deleted meanwhile) is not an error.
+  current status. With ``cached`` (the controller's watch cache, which holds every
+  object's latest resourceVersion and status) the live object is never read with a GET:
+  a write costs one PUT, and the controller needs no ``get`` permission. The cached
+  object is copied, never changed; until the watch delivers our own write, the object
+  that write stored stands in for it (no conflict with ourselves). Without ``cached``
+  the object is read with a GET first.
+- Writes are optimistic (PUT with that resourceVersion); a 409 Conflict (another writer)
+  waits for the watch to deliver the newer version (up to ``CONFLICT_WAIT``; a GET
+  without a cache) and retries, a bounded number of times. A 404 (object deleted
+  meanwhile) is not an error, nor is an object the watch cache no longer holds.
 - Only the leader writes. A non-leader keeps the latest desired status per object, so a
   new leader can write everything at once (``resync``).
 - Writing happens in a background worker, so the reconciler never waits for status
@@ -44,6 +47,7 @@ from rauta.reconcile.worker import BackgroundWriter
 
 log = logging.getLogger("rauta.status")
 Key = tuple[str, str, str]
+CONFLICT_WAIT = 2.0  # seconds a write waits for the watch to deliver a newer version
 
 
 def status_body(live: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,6 +85,9 @@ class KubeStatusSink(BackgroundWriter):
         self.concurrency = concurrency
         self._dirty: dict[Key, None] = {}  # ordered set of keys waiting to be written
         self._inflight: set[Key] = set()  # keys a writer is writing now (one writer each)
+        # Per key: (the resourceVersion our last write replaced, the object it stored),
+        # until the watch cache catches up with it.
+        self._written: dict[Key, tuple[str | None, Mapping[str, Any]]] = {}
         self._failures: dict[Key, int] = {}  # consecutive failed writes, for backoff
         BackgroundWriter.__init__(self, "status-writer")
         self.metric = Counter("rauta_status_writes", "Status subresource writes, by outcome",
@@ -125,8 +132,12 @@ class KubeStatusSink(BackgroundWriter):
                 await self._wake.wait()
                 self._wake.clear()
                 if self.is_leader():
-                    # Keys that came while writers were busy get writers of their own.
-                    for _ in range(min(self.concurrency - len(writers), len(self._dirty))):
+                    # Keys that came while writers were busy get writers of their own; a
+                    # key whose write is in flight waits for that writer (no new one, or
+                    # writers would start and end at once, over and over).
+                    blocked = sum(1 for key in self._inflight if key in self._dirty)
+                    ready = len(self._dirty) - blocked
+                    for _ in range(min(self.concurrency - len(writers), ready)):
                         task = asyncio.create_task(self._drain())
                         writers.add(task)
                         task.add_done_callback(ended)
@@ -170,25 +181,53 @@ class KubeStatusSink(BackgroundWriter):
         self._dirty.setdefault(key, None)
         self._kick()
 
+    async def _cached_copy(self, key: Key, stale_rv: str | None,
+                           attempt: int) -> Mapping[str, Any] | None:
+        """The object to write over: the watch cache's, or the object our own last write
+        stored while the cache still shows the version that write replaced. After a
+        conflict (``stale_rv``: the version that was refused), wait for the watch to
+        deliver a newer version, up to CONFLICT_WAIT s, doubling from 10 ms."""
+        assert self.cached is not None
+        delay = 0.01
+        waited = 0.0
+        while True:
+            live = self.cached(key)
+            if live is None:
+                self._written.pop(key, None)
+                return None
+            rv = (live.get("metadata") or {}).get("resourceVersion")
+            own = self._written.get(key)
+            if own is not None:
+                if own[0] == rv:  # the cache has not seen our write yet
+                    live, rv = own[1], (own[1].get("metadata") or {}).get("resourceVersion")
+                else:
+                    del self._written[key]  # it has: the cache is as new as our write
+            if stale_rv is None or rv != stale_rv or waited >= CONFLICT_WAIT:
+                return live
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.5)
+
     async def _write_one(self, st: AnyStatus) -> None:
         kind, ns, name = self.key(st)
+        key = (kind, ns, name)
         ref = KINDS[kind]
-        path = ref.path(ns or None, name)
-        live = self.cached((kind, ns, name)) if self.cached is not None else None
-        for _attempt in range(self.retries):
-            if live is not None:
-                # Only "status" is replaced (and a client may stamp metadata): copy those.
+        seen_rv: str | None = None  # the resourceVersion of the copy that conflicted
+        for attempt in range(self.retries):
+            if self.cached is not None:
+                live = await self._cached_copy(key, seen_rv, attempt)
+                if live is None:
+                    return  # not in the watch cache: deleted meanwhile
                 obj: dict[str, Any] = {**live, "metadata": dict(live.get("metadata") or {})}
-                live = None  # a conflict re-reads from the API server
             else:
                 try:
                     self.gets += 1
-                    obj = await self.client.request("GET", path)
+                    obj = await self.client.request("GET", ref.path(ns or None, name))
                 except ApiError as exc:
                     if exc.status == 404:
                         return  # deleted meanwhile: nothing to write
                     raise
-            if self.desired.get((kind, ns, name)) is not st:
+            if self.desired.get(key) is not st:
                 return  # a newer desired status superseded this one
             current = obj.get("status") or {}
             new = stamp(st, current, controller_name=self.controller_name, now=self.clock(),
@@ -197,16 +236,20 @@ class KubeStatusSink(BackgroundWriter):
                 self.skipped += 1
                 self.metric.labels(kind, "unchanged").inc()
                 return
+            sent_rv = (obj.get("metadata") or {}).get("resourceVersion")
             try:
-                await self.client.request("PUT", ref.path(ns or None, name, "status"),
-                                          body=status_body(obj, new))
+                stored = await self.client.request("PUT", ref.path(ns or None, name, "status"),
+                                                   body=status_body(obj, new))
                 self.writes += 1
                 self.metric.labels(kind, "written").inc()
+                if self.cached is not None and isinstance(stored, Mapping):
+                    self._written[key] = (sent_rv, stored)
                 return
             except ApiError as exc:
                 if exc.status == 409:
                     self.conflicts += 1
                     self.metric.labels(kind, "conflict").inc()
+                    seen_rv = sent_rv
                     continue
                 if exc.status == 404:
                     return

@@ -9,6 +9,8 @@ Rules:
   Status is not compared (it is rauta's output), except the two parts the model reads:
   a Gateway's ``status.addresses`` and, on a Service with the gateway-name label (one
   rauta may have generated), ``status.loadBalancer``.
+- ``latest`` holds the newest version of every object as delivered, valid or not (the
+  status writer goes over its resourceVersion); ``raw`` holds the last good one.
 - ``replace_all`` (a re-list: file reload, watch 410 Gone) turns a full object list into
   only the real differences, so nothing is applied twice and nothing is lost.
 - An object that fails to parse never replaces the last good version of that object: the
@@ -91,6 +93,9 @@ class ObjectStore:
     """Latest good raw and parsed object per key, plus the current parse errors."""
 
     raw: dict[Key, Mapping[str, Any]] = field(default_factory=dict)
+    # The newest version of every object, valid or not (``raw`` keeps the last good one):
+    # what a status write goes over (its resourceVersion), as the watch delivered it.
+    latest: dict[Key, Mapping[str, Any]] = field(default_factory=dict)
     parsed: dict[Key, Resource] = field(default_factory=dict)
     errors: dict[Key, str] = field(default_factory=dict)
     # Field validation (``rauta.fieldcheck``, as ``rauta serve`` does for files): with
@@ -113,6 +118,10 @@ class ObjectStore:
         if key[0] == "Secret":
             self._tls = None
         if event.type == "DELETED":
+            self.latest.pop(key, None)
+        else:
+            self.latest[key] = obj
+        if event.type == "DELETED":
             self.errors.pop(key, None)
             self.warnings.pop(key, None)
             if key not in self.raw:
@@ -128,6 +137,7 @@ class ObjectStore:
                 # Nothing the model reads changed, but keep the latest raw object: its
                 # resourceVersion is what a write of it (a generated Service) must carry.
                 self.raw[key] = obj
+                self.errors.pop(key, None)  # back to the last good version: valid again
             return False
         if self.check_fields or self.strict:
             where = f"{key[0]} {key[1]}/{key[2]}" if key[1] else f"{key[0]} {key[2]}"
@@ -173,7 +183,7 @@ class ObjectStore:
             old = self.raw.get(key)
             if old is None:
                 events.append(Event("ADDED", incoming[key]))
-            elif _comparable(old) != _comparable(incoming[key]):
+            elif key in self.errors or _comparable(old) != _comparable(incoming[key]):
                 events.append(Event("MODIFIED", incoming[key]))
         # Objects that never parsed and are gone now: forget their errors.
         for key in list(self.errors):
@@ -184,7 +194,19 @@ class ObjectStore:
     def replace_all(self, objects: Iterable[Mapping[str, Any]],
                     kinds: Iterable[str] | None = None) -> list[Event]:
         """Apply a full listing (of ``kinds``, default all); returns the real changes."""
+        objects = list(objects)
         changed = [ev for ev in self.diff(objects, kinds) if self.apply(ev)]
+        scope = set(kinds) if kinds is not None else set(KINDS)
+        listed: dict[Key, Mapping[str, Any]] = {}
+        for obj in objects:  # unchanged for the model, but maybe a newer resourceVersion
+            key = raw_key(obj)
+            if key[0] in scope:
+                listed[key] = obj
+                if key in self.raw and key not in self.errors:
+                    self.raw[key] = obj
+        for key in [k for k in self.latest if k[0] in scope and k not in listed]:
+            del self.latest[key]
+        self.latest.update(listed)
         return changed
 
     def snapshot(self) -> Snapshot:

@@ -242,7 +242,8 @@ def rules_as_pairs(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 
 
 def needed_cluster_pairs() -> set[tuple[str, str, str]]:
-    """What the code calls: list+watch of every watched kind, get + update of /status."""
+    """What the code calls: list+watch of every watched kind, update of /status (the
+    controller's status writer goes over the watch cache's copy: no get)."""
     pairs: set[tuple[str, str, str]] = set()
     for kind in KINDS.values():
         group = kind.api_version.rpartition("/")[0] if "/" in kind.api_version else ""
@@ -250,7 +251,7 @@ def needed_cluster_pairs() -> set[tuple[str, str, str]]:
     for name in STATUS_KINDS:
         kind = KINDS[name]
         group = kind.api_version.rpartition("/")[0]
-        pairs |= {(group, kind.plural, "get"), (group, f"{kind.plural}/status", "update")}
+        pairs |= {(group, f"{kind.plural}/status", "update")}
     # --gateway-services (on in deploy/): the generated Services' writes
     from rauta.reconcile.servicesink import METHODS
     pairs |= {("", KINDS["Service"].plural, verb) for verb in METHODS}

@@ -190,9 +190,11 @@ async def test_expired_lease_is_taken_over() -> None:
     assert new["holderIdentity"] == "b" and new["leaseTransitions"] == 1
 
 
-async def test_a_cached_object_saves_the_read_and_a_stale_one_falls_back_to_it(api: FakeApi) -> None:
-    """With the watch cache's copy, a write is one PUT and no GET; a stale copy (older
-    resourceVersion) gets a 409, then a GET and a second PUT; the copy is not changed."""
+async def test_a_cached_object_saves_the_read_and_our_own_write_stands_in_for_it(
+        api: FakeApi) -> None:
+    """With the watch cache's copy, a write is one PUT and no GET. Until the watch delivers
+    our own write, the object it stored is what the next write goes over (no 409 against
+    ourselves); the cached copy is never changed."""
     cache: dict[tuple[str, str, str], dict[str, Any]] = {
         ("HTTPRoute", "default", "web"): copy.deepcopy(api.objects[ROUTE_PATH])}
     before = copy.deepcopy(cache)
@@ -202,12 +204,37 @@ async def test_a_cached_object_saves_the_read_and_a_stale_one_falls_back_to_it(a
     await sink.flush(5)
     assert (sink.gets, api.puts) == (0, [ROUTE_PATH + "/status"])
     assert cache == before
-    # The cache still holds the first resourceVersion: stale now.
+    # The cache still holds the first resourceVersion: our write has not come back yet.
     await sink.write(StatusChanges(routes=(route_status(ok=False),)))
     await sink.flush(5)
-    assert sink.gets == 1 and len(api.puts) == 3 and sink.conflicts == 1
+    assert (sink.gets, len(api.puts), sink.conflicts) == (0, 2, 0)
     rr = api.objects[ROUTE_PATH]["status"]["parents"][1]["conditions"][1]
     assert rr["status"] == "False"
+
+
+async def test_a_conflict_waits_for_the_watch_to_deliver_the_newer_version(api: FakeApi) -> None:
+    """Another writer changed the object: the PUT gets a 409, and the retry goes over the
+    version the watch delivers next (no GET, so no ``get`` permission is needed)."""
+    import asyncio
+
+    key = ("HTTPRoute", "default", "web")
+    cache: dict[tuple[str, str, str], dict[str, Any]] = {
+        key: copy.deepcopy(api.objects[ROUTE_PATH])}
+    # Another controller's write, which the watch delivers 50 ms later.
+    api.rv += 1
+    api.objects[ROUTE_PATH]["metadata"]["resourceVersion"] = str(api.rv)
+
+    async def deliver() -> None:
+        await asyncio.sleep(0.05)
+        cache[key] = copy.deepcopy(api.objects[ROUTE_PATH])
+
+    task = asyncio.create_task(deliver())
+    sink = KubeStatusSink(api, controller_name=CTL, clock=lambda: "2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+                          cached=cache.get)
+    await sink.write(StatusChanges(routes=(route_status(),)))
+    await sink.flush(5)
+    await task
+    assert (sink.gets, len(api.puts), sink.conflicts, sink.writes) == (0, 2, 1, 1)
 
 
 async def test_writers_take_the_next_key_without_waiting_for_a_slow_one() -> None:
@@ -337,3 +364,38 @@ async def test_one_object_is_never_written_by_two_writers_at_once() -> None:
     assert len(api.puts) == 2  # the first, then the latest of the four that waited
     conds = api.objects[ROUTE_PATH]["status"]["parents"][0]["conditions"]
     assert {c["observedGeneration"] for c in conds} == {5}
+
+
+async def test_a_key_in_flight_does_not_make_writers_start_and_end_in_a_loop() -> None:
+    """While the only waiting key is being written, no writer is started for it: each
+    would find nothing it may take, end, and wake the worker to start the next."""
+    import asyncio
+
+    gate = asyncio.Event()
+
+    class Api(FakeApi):
+        async def request(self, method: str, path: str, *, body: Any = None, **kw: Any) -> Any:
+            if method == "PUT":
+                await gate.wait()
+            return await super().request(method, path, body=body, **kw)
+
+    api = Api()
+    api.add(ROUTE_PATH, {"kind": "HTTPRoute", "metadata": {"name": "web", "generation": 1}})
+    sink = KubeStatusSink(api, controller_name=CTL, concurrency=8)  # type: ignore[arg-type]
+    started = 0
+    drain = sink._drain  # noqa: SLF001
+
+    async def counting() -> None:
+        nonlocal started
+        started += 1
+        await drain()
+
+    sink._drain = counting  # type: ignore[method-assign]  # noqa: SLF001
+    await sink.write(StatusChanges(routes=(route_status(generation=1),)))
+    await asyncio.sleep(0.01)
+    await sink.write(StatusChanges(routes=(route_status(generation=2),)))  # waits for it
+    await asyncio.sleep(0.05)
+    assert started == 1
+    gate.set()
+    await sink.flush(5)
+    assert len(api.puts) == 2

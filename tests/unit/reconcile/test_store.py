@@ -294,3 +294,33 @@ def test_tls_pairs_are_computed_again_only_after_a_secret_event() -> None:
     assert store.tls() == {"default/a": (b"c2", b"k")}
     store.apply(Event("DELETED", secret("a", b"c2")))
     assert store.tls() == {}
+
+
+def test_latest_holds_the_newest_version_valid_or_not() -> None:
+    """The status writer goes over ``latest``'s resourceVersion: after an invalid update
+    ``raw`` keeps the last good object, but a write over its old resourceVersion would be
+    refused (409) for ever, since no watch event will make it newer."""
+    key = ("HTTPRoute", "default", "web")
+    good = route(path="/good")
+    good["metadata"]["resourceVersion"] = "5"
+    store = loaded(good)
+    bad = copy.deepcopy(good)
+    bad["metadata"]["resourceVersion"] = "6"
+    del bad["spec"]["rules"][0]["backendRefs"][0]["name"]
+    store.apply(Event("MODIFIED", bad))
+    assert store.raw[key]["metadata"]["resourceVersion"] == "5"
+    assert store.latest[key]["metadata"]["resourceVersion"] == "6"
+    # A re-list: an object the model sees unchanged still brings its new version; an
+    # object gone from the listing leaves ``latest`` too.
+    newer = copy.deepcopy(good)
+    newer["metadata"]["resourceVersion"] = "9"
+    assert store.replace_all([newer], kinds=["HTTPRoute"]) == []  # the last good one again
+    assert store.latest[key]["metadata"]["resourceVersion"] == "9"
+    assert store.errors == {}  # ... so it is valid again
+    same = copy.deepcopy(newer)
+    same["metadata"]["resourceVersion"] = "10"
+    assert store.replace_all([same], kinds=["HTTPRoute"]) == []
+    assert store.latest[key]["metadata"]["resourceVersion"] == "10"
+    assert store.raw[key]["metadata"]["resourceVersion"] == "10"
+    store.replace_all([], kinds=["HTTPRoute"])
+    assert key not in store.latest and key not in store.raw
