@@ -113,7 +113,10 @@ STEPS: tuple[Step, ...] = (
           ("perf_lost", r"^perf: .*?lost (\d+)/"),
           ("perf_histogram", r"^perf: .*?histogram (\d+) = paired"),
           ("perf_paired", r"^perf: .*?= paired (\d+)"),
+          ("floor_pp_ratio", r"^floor: ping-pong ratio ([\d.]+)"),
+          ("floor_bulk_ratio", r"^floor: .*?bulk ratio ([\d.]+)"),
           ("hook_pp_ratio", r"^hook: ping-pong ratio ([\d.]+)"),
+          ("hook_us_added_per_round_trip", r"^hook: ping-pong ratio [\d.]+ \(\+([\d.]+) us"),
           ("hook_bulk_ratio", r"^hook: .*?bulk ratio ([\d.]+)"),
           ("series_at_1000_routes", r"series at 1,000 routes: (\d+)"))),
     Step("file propagation", "3,000 routes: file write -> traffic p99 <= 30 ms over 200 "
