@@ -47,6 +47,12 @@ floor: ping-pong ratio 0.952 (+1.18 us per round trip), bulk ratio 1.004
 hook: ping-pong ratio 0.911 (+2.27 us per round trip), bulk ratio 0.995
 hook+consumer: ping-pong ratio 0.886 (+2.85 us per round trip), bulk ratio 0.981
 """,
+    "throughput, 2 workers": """\
+target                       req/s       p99  /direct  /nginx  proxy CPU us/req
+direct (baseline)            94535    4.29ms     1.00    1.89                 -
+nginx proxy (2 workers)      50127    4.45ms     0.53    1.00                20
+rauta (2 workers)            12635   16.32ms     0.13    0.25               113
+""",
 }
 SAMPLES["status at scale"] = SAMPLES["API propagation"]
 WANT = {
@@ -59,6 +65,9 @@ WANT = {
                   "rauta_up_mb_s": 627.0, "rss_growth_mib": 0.5},
     "observer": {"floor_pp_ratio": 0.952, "floor_bulk_ratio": 1.004, "hook_pp_ratio": 0.911,
                  "hook_us_added_per_round_trip": 2.27, "hook_bulk_ratio": 0.995},
+    "throughput, 2 workers": {"rauta_rps": 12635.0, "nginx_rps": 50127.0,
+                              "rauta_per_nginx": 0.25, "rauta_cpu_us": 113.0,
+                              "nginx_cpu_us": 20.0},
     "status at scale": {"created_s": 8.0, "accepted_after_last_create_s": 7.76,
                         "route_status_writes": 3000.0},
 }
