@@ -240,7 +240,7 @@ def bench_events(transport: str, rate: int, seconds: float, flood: str) -> dict:
     return res
 
 
-FLOOR_PROG = b"int floor(struct xdp_md *ctx) { return XDP_PASS; }"
+FLOOR_PROG = b"int xdp_floor(struct xdp_md *ctx) { return XDP_PASS; }"
 
 
 def _added_us(none_rate: float, rate: float) -> float:
@@ -269,7 +269,7 @@ def bench_overhead(runs: int, pp_s: float, bulk_mib: int) -> dict:  # type: igno
                    for r in ("pp-server", "bulk-server")]
         obs = KernelObserver(transport="ring", ring_mib=32)
         floor = BPF(text=FLOOR_PROG)
-        floor_fd = floor.load_func(b"floor", BPF.XDP).fd
+        floor_fd = floor.load_func(b"xdp_floor", BPF.XDP).fd
         ends = [(net.server_if, net.server_ns), (net.client_if, net.client_ns)]
         stop = threading.Event()
         consumed = [0]
