@@ -486,6 +486,21 @@ def _select(port: PortConfig, req: RequestView) -> _Selected:
     return path, host, listener, None, cacheable
 
 
+def _error(status: int, reason: str, port: PortConfig, listener: ListenerRoutes, rule: Rule,
+           backend: Backend | None = None) -> Decision:
+    return Decision(kind="error", status=status, reason=reason, port=port, listener=listener,
+                    rule=rule, backend=backend)
+
+
+def _modifiers(rule_level: HeaderModifier | None,
+               backend_level: HeaderModifier | None) -> tuple[HeaderModifier, ...]:
+    """The header modifiers to apply, rule-level first (no tuple built per call for the
+    common cases)."""
+    if rule_level is None:
+        return () if backend_level is None else (backend_level,)
+    return (rule_level,) if backend_level is None else (rule_level, backend_level)
+
+
 def route(
     config: RouterConfig,
     req: RequestView,
@@ -533,29 +548,22 @@ def route(
             response_headers=(filters.response_headers,) if filters.response_headers else (),
         )
 
-    def error(status: int, reason: str, backend: Backend | None = None) -> Decision:
-        return Decision(
-            kind="error",
-            status=status,
-            reason=reason,
-            port=port,
-            listener=listener,
-            rule=rule,
-            backend=backend,
-        )
-
-    if not rule.backends:
-        return error(500, "no backends")
+    backends = rule.backends
+    if not backends:
+        return _error(500, "no backends", port, listener, rule)
     key = flow_key(req, path, hash_on, lazy)
-    if choice is None:
-        choice = xxhash.xxh64_intdigest(key, seed=CHOICE_SEED)
-    backend = pick_weighted(rule.backends, choice)
+    if len(backends) == 1 and backends[0].weight > 0:
+        backend: Backend | None = backends[0]  # the weighted choice of one is that one
+    else:
+        if choice is None:
+            choice = xxhash.xxh64_intdigest(key, seed=CHOICE_SEED)
+        backend = pick_weighted(backends, choice)
     if backend is None:
-        return error(500, "all backend weights are zero")
+        return _error(500, "all backend weights are zero", port, listener, rule)
     if backend.invalid is not None:
-        return error(500, "invalid backend", backend)
+        return _error(500, "invalid backend", port, listener, rule, backend)
     if not backend.endpoints:
-        return error(503, "no ready endpoints", backend)
+        return _error(503, "no ready endpoints", port, listener, rule, backend)
     endpoint = pick_endpoint(backend.endpoints, key)
 
     rewrite = filters.rewrite
@@ -577,12 +585,8 @@ def route(
         endpoint=endpoint,
         upstream_path=upstream_path,
         upstream_host=upstream_host,
-        request_headers=tuple(
-            m for m in (filters.request_headers, backend.request_headers) if m is not None
-        ),
-        response_headers=tuple(
-            m for m in (filters.response_headers, backend.response_headers) if m is not None
-        ),
+        request_headers=_modifiers(filters.request_headers, backend.request_headers),
+        response_headers=_modifiers(filters.response_headers, backend.response_headers),
         mirrors=filters.mirrors,
         timeouts=rule.timeouts,
     )
