@@ -36,6 +36,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from rauta.admin import start_admin
+from rauta.model.status import Applied
 from rauta.proxy.manager import Proxy
 from rauta.settings import ProxySettings
 from rauta.workers import WorkerGone, WorkerPool
@@ -79,6 +80,12 @@ class App:
                 if self._admin is not None:
                     await self._admin.cleanup()
                 raise StartupError(f"cannot start the data-plane workers: {exc}") from None
+
+    def report_rebinds(self, on_change: Callable[[Applied], None]) -> None:
+        """Have a restarted worker's changed bind results reach ``on_change`` (the
+        reconciler's ``proxy_changed``); nothing to report with one process."""
+        if self.pool is not None:
+            self.pool.on_change = on_change
 
     def not_ready(self) -> str | None:
         """Why the data plane is not ready (a worker down), or None."""

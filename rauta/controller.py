@@ -165,6 +165,7 @@ async def run_controller(*, kubeconfig: str | None, admin: str,
     client = await KubeClient.connect(kubeconfig)
     app = App(settings or ProxySettings(host="0.0.0.0"))
     ctl = Controller(client, proxy=app.proxy, registry=app.registry, **kwargs)
+    app.report_rebinds(ctl.reconciler.proxy_changed)
     app.on_close(ctl.sink.close)
     if ctl.services is not None:
         app.on_close(ctl.services.close)

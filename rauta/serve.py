@@ -58,6 +58,7 @@ async def serve(paths: list[str], *, admin: str = "127.0.0.1:9901",
     sink = MemorySink(controller_name=controller_name, path=status_file)
     reconciler = Reconciler(app.proxy, sink, controller_name=controller_name,
                             address_pool=address_pool)
+    app.report_rebinds(reconciler.proxy_changed)
     reload_errors = Counter("rauta_config_reload_errors",
                             "Config file reads rejected (invalid; the last good version kept)",
                             registry=app.registry)

@@ -25,7 +25,9 @@ Rules:
   sends ``stop`` with the grace to every worker and waits for each to exit (killing one
   that is still there ``grace`` + 5 s later).
 - A worker that exits on its own is logged, ``not_ready`` says so, and it is started
-  again with the last applied config.
+  again with the last applied config. When what it bound changes the merged ``Applied``
+  (a port the others hold that it cannot bind now), ``on_change`` is told, so the
+  reconciler writes statuses from it and retries the apply.
 - ``/metrics``: ``refresh_metrics`` asks every worker for its registry's families and the
   pool's collector serves them with a ``worker`` label (index), beside the parent's own.
 """
@@ -42,7 +44,7 @@ import pickle
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -210,6 +212,11 @@ class WorkerPool:
         self._watchers: list[asyncio.Task[None]] = []
         self._families: dict[int, list[Metric]] = {}
         self.restarts = 0
+        self._applied: list[Applied | None] = [None] * len(self.workers)  # per worker
+        self.merged: Applied | None = None  # what ``apply`` last returned
+        # Told the merged Applied when a restarted worker changed it (the reconciler's
+        # ``proxy_changed``: statuses and readiness follow what is bound now).
+        self.on_change: Callable[[Applied], None] | None = None
         if registry is not None:
             registry.register(self)
 
@@ -248,11 +255,26 @@ class WorkerPool:
                 await w.start()
                 self.restarts += 1
                 async with self._lock:
-                    await w.request("apply", self.config, dict(self._tls))
+                    reply = await w.request("apply", self.config, dict(self._tls))
+                    self._rebound(w.index, reply)
             except (WorkerGone, TimeoutError, OSError) as exc:
                 log.error("worker %d: %s", w.index, exc)
                 if w.proc is not None and w.proc.returncode is None:
                     w.proc.kill()  # one that hangs at start: the next round retries
+
+    def _rebound(self, index: int, reply: Any) -> None:
+        """A restarted worker applied the last config: when the merged result differs
+        from what ``apply`` reported (it could not bind a port the others hold), say so."""
+        if reply[0] != "applied" or self.merged is None:
+            return
+        self._applied[index] = reply[2]
+        merged = merge([a for a in self._applied if a is not None])
+        if merged != self.merged:
+            self.merged = merged
+            log.warning("worker %d bound a different set of ports after its restart: %s",
+                        index, merged.failed or "all bound")
+            if self.on_change is not None:
+                self.on_change(merged)
 
     def not_ready(self) -> str | None:
         gone = [str(w.index) for w in self.workers if not w.alive]
@@ -276,7 +298,9 @@ class WorkerPool:
                 raise RuntimeError(f"worker {w.index}: {reply[2]}")
             else:
                 results.append(reply[2])
-        return merge(results)
+        self._applied = list(results)
+        self.merged = merge(results)
+        return self.merged
 
     async def refresh_metrics(self) -> None:
         """Fetch every worker's metric families (for the next ``collect``)."""

@@ -217,6 +217,13 @@ class Reconciler:
             self._mark_dirty()
         return changed
 
+    def proxy_changed(self, applied: Applied) -> None:
+        """The proxy's bound ports changed on their own (a restarted data-plane worker):
+        the next pass writes statuses from ``applied`` and, for failed ports, retries."""
+        if applied != self.applied:
+            self.applied = applied  # the incremental translator takes it as an input
+            self._mark_dirty()
+
     def _mark_dirty(self) -> None:
         now = time.monotonic()
         if self._first_event_at is None:

@@ -104,3 +104,21 @@ def test_a_worker_whose_parent_is_already_gone_exits_at_once() -> None:
                            "--parent", str(bogus)], capture_output=True, text=True,
                           timeout=20)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_a_restarted_worker_that_binds_less_is_reported() -> None:
+    """``_rebound``: the merged result after one worker's restart is compared with what
+    ``apply`` reported; only a change reaches ``on_change``."""
+    pool = WorkerPool(ProxySettings(workers=2))
+    told: list[Applied] = []
+    pool.on_change = told.append
+    ok = Applied(ports=(8080,), failed=())
+    pool._applied = [ok, ok]  # noqa: SLF001
+    pool.merged = merge([ok, ok])
+    pool._rebound(1, ("applied", 1, ok))  # noqa: SLF001
+    assert told == []
+    lost = Applied(ports=(), failed=((8080, "cannot listen"),))
+    pool._rebound(1, ("applied", 2, lost))  # noqa: SLF001
+    assert told == [merge([ok, lost])] and told[0].failed
+    pool._rebound(1, ("error", 3, "boom"))  # noqa: SLF001
+    assert len(told) == 1

@@ -491,3 +491,29 @@ async def test_the_heap_is_frozen_after_growth_and_every_freeze_every_passes(
         r.submit(Event("ADDED", route(f"r{i}")) for i in range(600))
         await r.wait_idle(5)
     assert len(frozen) == 2
+
+
+async def test_a_proxy_that_lost_a_port_on_its_own_gets_statuses_from_it_and_a_retry() -> None:
+    """``proxy_changed`` (a restarted data-plane worker could not bind a port): the next
+    pass writes Programmed=False from it and re-applies, and the port comes back."""
+    from rauta.model.status import Applied
+
+    proxy = FakeProxy()
+    sink = RecordingSink()
+    async with Running(proxy, sink, retry_delay=0.05) as r:
+        r.submit(Event("ADDED", o) for o in world(PORT))
+        await r.wait_idle(5)
+        assert cond(gw_status(sink.writes).listeners[0].conditions, "Programmed").status == "True"
+        applies = len(proxy.calls)
+        proxy.fail[PORT] = "worker 1: cannot listen: Address already in use"
+        r.proxy_changed(Applied(ports=(), failed=((PORT, proxy.fail[PORT]),)))
+        await r.wait_idle(5)
+        prog = cond(gw_status(sink.writes).listeners[0].conditions, "Programmed")
+        assert prog.status == "False" and "worker 1" in prog.message
+        assert len(proxy.calls) > applies  # the failed port is retried
+        proxy.fail.clear()
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if r.applied is not None and not r.applied.failed:
+                break
+    assert cond(gw_status(sink.writes).listeners[0].conditions, "Programmed").status == "True"
