@@ -48,6 +48,7 @@ from rauta.reconcile.worker import BackgroundWriter
 log = logging.getLogger("rauta.status")
 Key = tuple[str, str, str]
 CONFLICT_WAIT = 2.0  # seconds a write waits for the watch to deliver a newer version
+PRUNE_MIN = 64  # own-write entries kept before the idle worker looks for caught-up ones
 
 
 def status_body(live: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,9 +86,10 @@ class KubeStatusSink(BackgroundWriter):
         self.concurrency = concurrency
         self._dirty: dict[Key, None] = {}  # ordered set of keys waiting to be written
         self._inflight: set[Key] = set()  # keys a writer is writing now (one writer each)
-        # Per key: (the resourceVersion our last write replaced, the object it stored),
-        # until the watch cache catches up with it.
-        self._written: dict[Key, tuple[str | None, Mapping[str, Any]]] = {}
+        # Per key: (the resourceVersion our last write replaced, the one it got, the status
+        # it stored), until the watch cache catches up with it (``_prune`` when idle).
+        self._written: dict[Key, tuple[str | None, str | None, Any]] = {}
+        self._prune_at = PRUNE_MIN
         self._failures: dict[Key, int] = {}  # consecutive failed writes, for backoff
         BackgroundWriter.__init__(self, "status-writer")
         self.metric = Counter("rauta_status_writes", "Status subresource writes, by outcome",
@@ -142,6 +144,9 @@ class KubeStatusSink(BackgroundWriter):
                         writers.add(task)
                         task.add_done_callback(ended)
                 if not self._dirty and not writers:
+                    if len(self._written) >= self._prune_at:  # amortised O(1) per write
+                        self._prune()
+                        self._prune_at = max(PRUNE_MIN, 2 * len(self._written))
                     self._idle.set()
         finally:
             for task in writers:
@@ -177,6 +182,15 @@ class KubeStatusSink(BackgroundWriter):
             return
         self._failures.pop(key, None)
 
+    def _prune(self) -> None:
+        """Forget our own writes the watch cache has caught up with (or lost)."""
+        if self.cached is None:
+            return
+        for key, own in list(self._written.items()):
+            live = self.cached(key)
+            if live is None or (live.get("metadata") or {}).get("resourceVersion") != own[0]:
+                del self._written[key]
+
     def _requeue(self, key: Key) -> None:
         self._dirty.setdefault(key, None)
         self._kick()
@@ -199,7 +213,9 @@ class KubeStatusSink(BackgroundWriter):
             own = self._written.get(key)
             if own is not None:
                 if own[0] == rv:  # the cache has not seen our write yet
-                    live, rv = own[1], (own[1].get("metadata") or {}).get("resourceVersion")
+                    rv = own[1]
+                    live = {**live, "metadata": {**(live.get("metadata") or {}),
+                                                 "resourceVersion": rv}, "status": own[2]}
                 else:
                     del self._written[key]  # it has: the cache is as new as our write
             if stale_rv is None or rv != stale_rv or waited >= CONFLICT_WAIT:
@@ -243,7 +259,9 @@ class KubeStatusSink(BackgroundWriter):
                 self.writes += 1
                 self.metric.labels(kind, "written").inc()
                 if self.cached is not None and isinstance(stored, Mapping):
-                    self._written[key] = (sent_rv, stored)
+                    meta = stored.get("metadata") or {}
+                    self._written[key] = (sent_rv, meta.get("resourceVersion"),
+                                          stored.get("status"))
                 return
             except ApiError as exc:
                 if exc.status == 409:

@@ -399,3 +399,23 @@ async def test_a_key_in_flight_does_not_make_writers_start_and_end_in_a_loop() -
     gate.set()
     await sink.flush(5)
     assert len(api.puts) == 2
+
+
+async def test_our_own_writes_are_forgotten_once_the_watch_has_them(api: FakeApi) -> None:
+    """What a write stored is kept only until the watch cache shows a newer version: a
+    controller with thousands of routes must not hold a second copy of each."""
+    key = ("HTTPRoute", "default", "web")
+    cache: dict[tuple[str, str, str], dict[str, Any]] = {
+        key: copy.deepcopy(api.objects[ROUTE_PATH])}
+    sink = KubeStatusSink(api, controller_name=CTL, clock=lambda: "2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+                          cached=cache.get)
+    await sink.write(StatusChanges(routes=(route_status(),)))
+    await sink.flush(5)
+    assert key in sink._written  # noqa: SLF001  (the cache has not seen the write)
+    cache[key] = copy.deepcopy(api.objects[ROUTE_PATH])  # the watch delivers it
+    await sink.write(StatusChanges(routes=(route_status(ok=False),)))
+    await sink.flush(5)
+    cache[key] = copy.deepcopy(api.objects[ROUTE_PATH])
+    sink._prune()  # noqa: SLF001  (what the worker does when it goes idle)
+    assert sink._written == {}  # noqa: SLF001
+    assert sink.conflicts == 0 and sink.gets == 0
