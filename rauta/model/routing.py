@@ -494,8 +494,7 @@ def _error(status: int, reason: str, port: PortConfig, listener: ListenerRoutes,
 
 def _modifiers(rule_level: HeaderModifier | None,
                backend_level: HeaderModifier | None) -> tuple[HeaderModifier, ...]:
-    """The header modifiers to apply, rule-level first (no tuple built per call for the
-    common cases)."""
+    """The header modifiers to apply, rule-level first (without a generator per call)."""
     if rule_level is None:
         return () if backend_level is None else (backend_level,)
     return (rule_level,) if backend_level is None else (rule_level, backend_level)

@@ -195,8 +195,8 @@ class KubeStatusSink(BackgroundWriter):
         self._dirty.setdefault(key, None)
         self._kick()
 
-    async def _cached_copy(self, key: Key, stale_rv: str | None,
-                           attempt: int) -> Mapping[str, Any] | None:
+    async def _cached_copy(self, key: Key,
+                           stale_rv: str | None) -> Mapping[str, Any] | None:
         """The object to write over: the watch cache's, or the object our own last write
         stored while the cache still shows the version that write replaced. After a
         conflict (``stale_rv``: the version that was refused), wait for the watch to
@@ -229,12 +229,12 @@ class KubeStatusSink(BackgroundWriter):
         key = (kind, ns, name)
         ref = KINDS[kind]
         seen_rv: str | None = None  # the resourceVersion of the copy that conflicted
-        for attempt in range(self.retries):
-            if self.cached is not None:
-                live = await self._cached_copy(key, seen_rv, attempt)
-                if live is None:
+        for _attempt in range(self.retries):
+            obj: Mapping[str, Any] | None
+            if self.cached is not None:  # read only: the PUT body is built anew
+                obj = await self._cached_copy(key, seen_rv)
+                if obj is None:
                     return  # not in the watch cache: deleted meanwhile
-                obj: dict[str, Any] = {**live, "metadata": dict(live.get("metadata") or {})}
             else:
                 try:
                     self.gets += 1
