@@ -528,8 +528,6 @@ def route(
         return Decision(
             kind="error", status=404, reason="no matching route", port=port, listener=listener
         )
-    lazy = _Lazy(req)
-
     if rule.invalid is not None:
         return Decision(kind="error", status=500, reason="invalid rule", port=port,
                         listener=listener, rule=rule)
@@ -550,11 +548,12 @@ def route(
     backends = rule.backends
     if not backends:
         return _error(500, "no backends", port, listener, rule)
-    key = flow_key(req, path, hash_on, lazy)
+    key = b""  # the flow key, hashed only when a choice among several needs it
     if len(backends) == 1 and backends[0].weight > 0:
         backend: Backend | None = backends[0]  # the weighted choice of one is that one
     else:
         if choice is None:
+            key = flow_key(req, path, hash_on)
             choice = xxhash.xxh64_intdigest(key, seed=CHOICE_SEED)
         backend = pick_weighted(backends, choice)
     if backend is None:
@@ -563,7 +562,11 @@ def route(
         return _error(500, "invalid backend", port, listener, rule, backend)
     if not backend.endpoints:
         return _error(503, "no ready endpoints", port, listener, rule, backend)
-    endpoint = pick_endpoint(backend.endpoints, key)
+    endpoints = backend.endpoints
+    if len(endpoints) == 1:
+        endpoint = endpoints[0]
+    else:
+        endpoint = pick_endpoint(endpoints, key or flow_key(req, path, hash_on))
 
     rewrite = filters.rewrite
     upstream_host = req.host

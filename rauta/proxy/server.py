@@ -333,7 +333,7 @@ class ClientConnection(asyncio.Protocol):
         req = Request()
         self.parsing = req
         self.queue.append(req)
-        self.head_started = self.loop.time()
+        self.head_started = self.last_seen  # the time of this read (one clock call per read)
         self._head_bytes = 0
         self._header_count = 0
         self._began = True
@@ -384,7 +384,7 @@ class ClientConnection(asyncio.Protocol):
         req.version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive()
         req.config = self.rt.config
-        req.t0 = self.loop.time()
+        req.t0 = self.last_seen  # the read that completed the head
         req.headers_done = True
         self.head_started = None
         self._body_in_read = 0

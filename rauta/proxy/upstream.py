@@ -96,6 +96,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.max_head_bytes = pool.max_head_bytes
         self.max_headers = pool.max_headers
         self._parser: httptools.HttpResponseParser | None = None
+        self._parser_clean = False  # the parser ended a whole response and may be reused
         self._reading_paused = False
         self._head_only = False
         self._headers: hdr.Headers = []
@@ -118,7 +119,11 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self, sink: UpstreamSink, head: bytes, *, head_only: bool = False) -> None:
         """Start an exchange: ``head`` is written now, the body follows via ``write``."""
         self.sink = sink
-        self._parser = httptools.HttpResponseParser(self)  # nothing carries over
+        if not self._parser_clean or self._parser is None:
+            # A parser is reused only after a whole final response that keeps the
+            # connection (llhttp is then back at a message start); else nothing carries over.
+            self._parser = httptools.HttpResponseParser(self)
+        self._parser_clean = False
         self._head_only = head_only
         self._headers = []
         self._chunked = False
@@ -352,6 +357,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._state = _DONE
         assert self._parser is not None
         self._keep_alive = self._parser.should_keep_alive()
+        self._parser_clean = self._keep_alive and not self._head_only
 
     def _fail(self, exc: BaseException) -> None:
         sink, self.sink = self.sink, None
