@@ -239,3 +239,19 @@ def test_head_just_within_the_limit_passes() -> None:
     sink = exchange(conn)
     conn.data_received(head + b"ok" * 1)  # the limit falls between the head and the body
     assert (sink.head, sink.body, sink.done) == ((200, "length", 2), b"ok", True)
+
+
+def test_parser_is_reused_only_after_a_whole_kept_alive_response() -> None:
+    conn, _, _ = make()
+    exchange(conn)
+    first = conn._parser
+    conn.data_received(OK)
+    exchange(conn)
+    assert conn._parser is first  # back at a message start: no new parser per exchange
+    conn.data_received(OK)
+    exchange(conn, head_only=True)
+    conn.data_received(HEAD)
+    sink = exchange(conn)
+    assert conn._parser is not first  # llhttp still waits for a HEAD body: a fresh one
+    conn.data_received(OK)
+    assert (sink.head, sink.body, sink.done) == ((200, "length", 5), b"hello", True)
