@@ -20,12 +20,18 @@ COMMIT``; its own ``bench/bench_proxy.py --serve-proxy`` and its own ``rauta``) 
 second target, and ``--rounds N`` interleaves every target N times and reports medians:
 this is how a change's cost on the common path is measured ("before and after").
 
+``--floor`` also runs the two reference forwarders of ``bench/floor`` (which never import
+rauta) on the proxy CPU: ``bare.py`` passes bytes through with no HTTP work at all, and
+``lean.py`` does the least a proxy must do per request (Host, hop-by-hop headers,
+X-Forwarded-*, a route lookup, the response head rebuilt). Their ratios to nginx in the same
+run are the floor a Python data plane on asyncio and httptools starts from.
+
 ``--workers N`` runs rauta's proxy as N data-plane workers (``rauta.workers``, the
 processes of ``rauta serve --workers N``) against nginx with ``worker_processes N``;
 then nothing is pinned (N proxy processes share the machine with the load).
 
 Usage: ``.venv/bin/python bench/bench_proxy.py [--duration 10] [--connections 64]
-[--rounds 3] [--compare-with /tmp/rauta-base] [--workers 2]``.
+[--rounds 3] [--compare-with /tmp/rauta-base] [--floor] [--workers 2]``.
 """
 
 from __future__ import annotations
@@ -354,6 +360,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians)")
     ap.add_argument("--compare-with", type=Path, default=None,
                     help="another checkout whose proxy runs as a second target")
+    ap.add_argument("--floor", action="store_true",
+                    help="also run the reference forwarders of bench/floor (bare, lean)")
     ap.add_argument("--workers", type=int, default=1,
                     help="rauta data-plane workers (rauta.workers) against nginx with as "
                          "many worker_processes; above 1 nothing is pinned")
@@ -403,17 +411,29 @@ def main() -> None:
                                   "--workers", str(args.workers)])
         children.append(rauta)
         wait_port(rauta_port, timeout=30)
-        other: subprocess.Popen | None = None
-        other_port = free_port()
+        upstreams = ",".join(map(str, ports))
+
+        def start_other(script: Path, env: dict[str, str] | None = None,
+                        cwd: Path | None = None) -> tuple[subprocess.Popen, int]:
+            """Another proxy (``script --serve-proxy PORT --upstreams ...``) on the proxy CPU."""
+            port = free_port()
+            proc = subprocess.Popen([*pin(proxy_cpu), sys.executable, str(script),
+                                     "--serve-proxy", str(port), "--upstreams", upstreams],
+                                    env=env, cwd=cwd)
+            children.append(proc)
+            wait_port(port)
+            return proc, port
+
+        others: list[tuple[str, subprocess.Popen, int]] = []
         if args.compare_with is not None:
             base_dir = args.compare_with.resolve()
-            env = {**os.environ, "PYTHONPATH": str(base_dir)}
-            other = subprocess.Popen([*pin(proxy_cpu), sys.executable,
-                                      str(base_dir / "bench" / "bench_proxy.py"), "--serve-proxy",
-                                      str(other_port), "--upstreams", ",".join(map(str, ports))],
-                                     env=env, cwd=base_dir)
-            children.append(other)
-            wait_port(other_port)
+            others.append((f"compared ({args.compare_with.name})", *start_other(
+                base_dir / "bench" / "bench_proxy.py",
+                env={**os.environ, "PYTHONPATH": str(base_dir)}, cwd=base_dir)))
+        if args.floor:
+            floor = Path(__file__).resolve().parent / "floor"
+            others.append(("floor: bare forwarder", *start_other(floor / "bare.py")))
+            others.append(("floor: lean forwarder", *start_other(floor / "lean.py")))
         tool = "wrk" if shutil.which("wrk") else "asyncio client"
         print(f"load: {tool}, {args.connections} connections, {args.duration:.0f}s per target; "
               f"{args.backends} {'nginx' if use_nginx else 'asyncio'} backend(s); "
@@ -431,8 +451,7 @@ def main() -> None:
             targets.append((nginx_name, nginx, nginx_port))
         targets.append(("rauta proxy" if args.workers == 1 else f"rauta ({workers_text})",
                         rauta, rauta_port))
-        if other is not None:
-            targets.append((f"compared ({args.compare_with.name})", other, other_port))
+        targets.extend(others)
         runs: dict[str, list[tuple[float, str, float]]] = {name: [] for name, _, _ in targets}
         for _ in range(max(1, args.rounds)):
             for name, proc, port in targets:
@@ -451,8 +470,9 @@ def main() -> None:
             vs_nginx = f"{rps / ref:.2f}" if ref else "-"
             cpu_text = f"{cpu:.0f}" if cpu else "-"
             print(f"{name:<24}{rps:>10.0f}{p99:>10}{rps / base:>9.2f}{vs_nginx:>8}{cpu_text:>18}")
-        if other is not None:
-            new, old = results[targets[-2][0]], results[targets[-1][0]]
+        if args.compare_with is not None:
+            rauta_name = next(name for name, proc, _ in targets if proc is rauta)
+            new, old = results[rauta_name], results[others[0][0]]
             print(f"rauta / compared: req/s {new[0] / (old[0] or 1):.3f}, CPU us/req "
                   f"{new[2] / (old[2] or 1):.3f} (medians of {max(1, args.rounds)} rounds)")
         print(f"load average during the run: {os.getloadavg()[0]:.2f} "

@@ -47,6 +47,14 @@ floor: ping-pong ratio 0.952 (+1.18 us per round trip), bulk ratio 1.004
 hook: ping-pong ratio 0.911 (+2.27 us per round trip), bulk ratio 0.995
 hook+consumer: ping-pong ratio 0.886 (+2.85 us per round trip), bulk ratio 0.981
 """,
+    "throughput, 64 connections": """\
+target                       req/s       p99  /direct  /nginx  proxy CPU us/req
+direct (baseline)           192369  315.00us     1.00    1.96                 -
+nginx proxy (1 worker)       98285    1.10ms     0.51    1.00                10
+rauta proxy                  19688    5.75ms     0.10    0.20                51
+floor: bare forwarder       101033    0.99ms     0.53    1.03                10
+floor: lean forwarder        68136    1.45ms     0.35    0.69                15
+""",
     "throughput, 2 workers": """\
 target                       req/s       p99  /direct  /nginx  proxy CPU us/req
 direct (baseline)            94535    4.29ms     1.00    1.89                 -
@@ -65,6 +73,11 @@ WANT = {
                   "rauta_up_mb_s": 627.0, "rss_growth_mib": 0.5},
     "observer": {"floor_pp_ratio": 0.952, "floor_bulk_ratio": 1.004, "hook_pp_ratio": 0.911,
                  "hook_us_added_per_round_trip": 2.27, "hook_bulk_ratio": 0.995},
+    "throughput, 64 connections": {"rauta_rps": 19688.0, "nginx_rps": 98285.0,
+                                   "rauta_per_nginx": 0.2, "rauta_cpu_us": 51.0,
+                                   "nginx_cpu_us": 10.0, "floor_bare_per_nginx": 1.03,
+                                   "floor_lean_per_nginx": 0.69, "floor_bare_cpu_us": 10.0,
+                                   "floor_lean_cpu_us": 15.0},
     "throughput, 2 workers": {"rauta_rps": 12635.0, "nginx_rps": 50127.0,
                               "rauta_per_nginx": 0.25, "rauta_cpu_us": 113.0,
                               "nginx_cpu_us": 20.0},
