@@ -176,8 +176,13 @@ async def serve_proxy(port: int, upstreams: list[int], workers: int = 1) -> None
     applied = await proxy.apply(cfg, {})
     if applied.failed:
         raise SystemExit(f"proxy failed: {applied.failed}")
-    gc.collect()
-    gc.freeze()  # performance.md: freezing start-up objects cuts GC work on the hot path
+    try:  # the GC settings of ``rauta serve`` (freeze start-up objects, rarer collections)
+        from rauta.cli import tune_gc
+    except ImportError:  # an older checkout (--compare-with)
+        gc.collect()
+        gc.freeze()
+    else:
+        tune_gc()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
