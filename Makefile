@@ -15,14 +15,19 @@ RUNTIME_DEPS = $(shell $(PYTHON) -c 'import tomllib; print(len(tomllib.load(open
 # tests that need them skip and say why.
 SYSTEM_PKGS := nginx-light wrk
 
-$(STAMP): pyproject.toml setup.py rauta/model/_maglev_fill.c
+# The request path's modules that pip compiles with mypyc (rauta/_compiled.py): an edit
+# rebuilds them (until then the stale build is never used: they run as Python).
+COMPILED_SRC := rauta/_compiled.py rauta/proxy/server.py rauta/proxy/exchange.py \
+	rauta/proxy/upstream.py rauta/proxy/headers.py rauta/proxy/request.py rauta/model/routing.py
+
+$(STAMP): pyproject.toml setup.py rauta/model/_maglev_fill.c $(COMPILED_SRC)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP) $(RUN_STAMP)
 
 # Not quiet: a cold install takes a minute or two, and pip's lines show what it is doing.
-$(RUN_STAMP): pyproject.toml setup.py rauta/model/_maglev_fill.c
+$(RUN_STAMP): pyproject.toml setup.py rauta/model/_maglev_fill.c $(COMPILED_SRC)
 	@test -x $(BIN)/python || { echo "quickstart: creating the virtualenv $(VENV)"; \
 		$(PYTHON) -m venv $(VENV); }
 	@echo "quickstart: installing rauta and its $(RUNTIME_DEPS) runtime dependencies (not the dev extras) into $(VENV) ..."
@@ -85,6 +90,10 @@ bpf: $(STAMP)
 
 test: system lint typecheck lab tools promtool bpf
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -p no:cacheprovider tests
+	@echo "the proxy and routing suites again, on the pure-Python request path (RAUTA_PURE=1):"
+	RAUTA_PURE=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/proxy \
+		tests/unit/model/test_routing.py tests/unit/model/test_routing_hardening.py \
+		tests/unit/model/test_routing_memo.py tests/unit/test_compiled.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -10,7 +10,8 @@ interfaces and owns no state of either:
   one, tests use a fake): start the response, send body, end it, fail, flush, pause and
   resume the upload. How the response is framed for the client, keep-alive, and every
   state of the client connection are the Downstream's business.
-- the backend side is an ``UpstreamConnection``, for which the Exchange is the
+- the backend side is an ``UpstreamConnection`` (seen through ``upstream.Upstream``), for
+  which the Exchange is the
   ``UpstreamSink``.
 
 Rules:
@@ -50,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rauta.model.routing import Decision, RequestView
 from rauta.proxy import headers as hdr
 from rauta.proxy import timers
-from rauta.proxy.upstream import UpstreamConnection
+from rauta.proxy.upstream import Upstream
 
 if TYPE_CHECKING:
     from rauta.proxy.mirror import MirrorTee
@@ -117,7 +118,7 @@ class Exchange:
         ep = decision.endpoint
         assert ep is not None
         self.key = (ep.address, ep.port)
-        self.up: UpstreamConnection | None = None
+        self.up: Upstream | None = None
         self.head = b""
         self.pending: list[bytes] = []
         self.ended = False  # the client's request body is complete
@@ -125,7 +126,7 @@ class Exchange:
         self.tee: MirrorTee | None = None
         self.timer: timers.Deadline | None = None
         self.head_timer = False  # the timer bounds only the wait for the response head
-        self.connect_task: asyncio.Task[UpstreamConnection] | None = None
+        self.connect_task: asyncio.Task[Upstream] | None = None
         self.reused = False
         self.retried = False
         self.done = False
@@ -164,7 +165,7 @@ class Exchange:
         else:
             self._connect()
 
-    def _attach(self, conn: UpstreamConnection) -> None:
+    def _attach(self, conn: Upstream) -> None:
         self.up = conn
         self.reused = conn.reused
         conn.begin(self, self.head, head_only=self.req.method == "HEAD")
@@ -190,7 +191,7 @@ class Exchange:
         self.connect_task = task
         task.add_done_callback(self._connected)
 
-    def _connected(self, task: asyncio.Task[UpstreamConnection]) -> None:
+    def _connected(self, task: asyncio.Task[Upstream]) -> None:
         self.connect_task = None
         if task.cancelled():
             return

@@ -38,13 +38,13 @@ from rauta.model.config import EMPTY, RouterConfig
 if TYPE_CHECKING:
     from rauta.proxy.metrics import ProxyMetrics
     from rauta.proxy.mirror import Mirrorer
-    from rauta.proxy.upstream import UpstreamPool
+    from rauta.proxy.upstream import Connections
 
 
 class Runtime:
     """State shared by every listener, connection and exchange of one Proxy."""
 
-    def __init__(self, *, metrics: ProxyMetrics, pool: UpstreamPool, mirrors: Mirrorer,
+    def __init__(self, *, metrics: ProxyMetrics, pool: Connections, mirrors: Mirrorer,
                  hash_on: str = "flow", max_head_bytes: int = 64 * 1024,
                  max_headers: int = 100, max_discard: int = 1 << 20,
                  idle_timeout: float = 75.0, head_timeout: float = 30.0,
@@ -55,7 +55,7 @@ class Runtime:
                  trusted_hops: int = 0) -> None:
         self.config: RouterConfig = EMPTY
         self.metrics = metrics
-        self.pool = pool
+        self.pool = pool  # typed by what is used of it (tests pass fakes)
         self.mirrors = mirrors
         self.hash_on = hash_on
         self.max_head_bytes = max_head_bytes

@@ -77,6 +77,48 @@ class UpstreamSink(Protocol):
     def upstream_resume_writing(self) -> None: ...
 
 
+class Pool(Protocol):
+    """What an ``UpstreamConnection`` needs of its pool (``UpstreamPool``; tests use fakes)."""
+
+    max_head_bytes: int
+    max_headers: int
+
+    def release(self, conn: UpstreamConnection) -> None: ...
+
+    def forget(self, conn: UpstreamConnection) -> None: ...
+
+
+class Upstream(Protocol):
+    """What an exchange uses of one backend connection (``UpstreamConnection``)."""
+
+    reused: bool
+    write_paused: bool
+
+    def begin(self, sink: UpstreamSink, head: bytes, *, head_only: bool = False) -> None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def writelines(self, parts: tuple[bytes, ...] | list[bytes]) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Connections(Protocol):
+    """What an exchange uses of the pool: an idle connection, or a new one."""
+
+    def acquire(self, key: Key) -> Upstream | None: ...
+
+    async def connect(self, key: Key, backend: str = "") -> Upstream: ...
+
+
 # Where the response of the current exchange is.
 _HEAD, _BODY, _DONE = 0, 1, 2
 
@@ -84,7 +126,7 @@ _HEAD, _BODY, _DONE = 0, 1, 2
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection to a backend endpoint."""
 
-    def __init__(self, pool: UpstreamPool, key: Key) -> None:
+    def __init__(self, pool: Pool, key: Key) -> None:
         self.pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
