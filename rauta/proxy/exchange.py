@@ -36,6 +36,9 @@ Rules:
   client connection is dropped. A connect timeout is a 504, any other connect error 502.
   A route timeout is a deadline on the loop's coarse wheel (``timers.at``, 10 ms
   slots), never a timer handle per request.
+- A new connection the backend closed before the request could be written is replaced
+  once (nothing was sent, so any method may be), then a 502; never a write to a closed
+  transport, which would leave the client waiting.
 - A request on a reused keep-alive connection that fails before any response byte is
   retried once on a new connection when it had no body and its method is idempotent
   (RFC 9110 §9.2.2).
@@ -208,7 +211,17 @@ class Exchange:
                         "upstream connect timeout" if isinstance(exc, TimeoutError)
                         else "upstream connect error")
             return
-        self._attach(task.result())
+        conn = task.result()
+        if conn.closed:  # the backend closed it before it could carry the request
+            conn.close()
+            if not self.retried:  # nothing was sent: one more attempt is safe for any method
+                self.retried = True
+                self.down.pause_upload()
+                self._connect()
+                return
+            self._error(502, "upstream connection closed before the request was sent")
+            return
+        self._attach(conn)
 
     def request_body(self, data: bytes) -> None:
         if self.tee is not None:

@@ -93,6 +93,7 @@ class Upstream(Protocol):
 
     reused: bool
     write_paused: bool
+    closed: bool
 
     def begin(self, sink: UpstreamSink, head: bytes, *, head_only: bool = False) -> None: ...
 

@@ -54,11 +54,13 @@ class ScriptedUpstream:
     def __init__(self, *, reused: bool = False) -> None:
         self.reused = reused
         self.write_paused = False
+        self.closed = False
         self.sent = bytearray()
         self.ended: str | None = None  # "release", "close" or "abort"
         self.paused = False
 
     def begin(self, sink, head: bytes, *, head_only: bool = False) -> None:
+        assert not self.closed, "a request written to a closed connection"
         self.sink = sink
         self.sent += head
 
@@ -237,6 +239,41 @@ async def test_connect_errors_map_to_502_and_504() -> None:
         for _ in range(3):
             await asyncio.sleep(0)
         assert down.calls[-1] == ("fail", status)
+
+
+async def test_a_new_connection_closed_before_the_request_is_a_502() -> None:
+    """Seen at 256 connections: the backend closed a fresh connection before the
+    exchange could write to it, and the write raised in a loop callback instead."""
+
+    class ClosingPool(FakePool):
+        closing = 2
+
+        async def connect(self, key, backend=""):
+            conn = await super().connect(key, backend)
+            if self.closing:
+                self.closing -= 1
+                conn.closed = True
+            return conn
+
+    pool = ClosingPool()
+    pool.closing = 1  # the first one closes: replaced once, and the request goes out
+    ex, down = make(Req(method="POST", length=2, has_body=True), pool)
+    ex.start()
+    ex.request_body(b"hi")
+    ex.request_end()
+    for _ in range(6):
+        await asyncio.sleep(0)
+    first, second = pool.fresh
+    assert not first.sent and bytes(second.sent).endswith(b"\r\n\r\nhi")
+    assert "fail" not in down.kinds()
+
+    pool = ClosingPool()  # both close: a 502, nothing written anywhere
+    ex, down = make(Req(), pool)
+    ex.start()
+    for _ in range(6):
+        await asyncio.sleep(0)
+    assert down.calls[-1] == ("fail", 502)
+    assert not any(c.sent for c in pool.fresh)
 
 
 async def test_default_head_timer_starts_when_the_body_ends() -> None:
