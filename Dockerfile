@@ -15,7 +15,8 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# A C compiler for rauta's own Maglev fill accelerator (setup.py); it stays in this stage.
+# A C compiler for rauta's Maglev fill accelerator and its mypyc-compiled request path
+# (setup.py); it stays in this stage.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -28,6 +29,7 @@ RUN python -m venv /opt/rauta \
  && /opt/rauta/bin/pip install --only-binary=:all: /tmp/wheels/rauta-*.whl \
  && /opt/rauta/bin/python -m compileall -q /opt/rauta/lib \
  && /opt/rauta/bin/python -c "import rauta.model.maglev as m; assert m.ACCELERATED" \
+ && /opt/rauta/bin/python -c "import rauta._compiled as c; assert c.STATE == 'compiled', c.WHY" \
  && /opt/rauta/bin/rauta --version
 
 # ---------------------------------------------------------------- rauta: the controller

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 import yaml
 
-from rauta import runloop
+from rauta import _compiled, runloop
 from rauta.loader import LoadError, list_files, load_snapshot
 from rauta.model.addresses import parse_pool
 from rauta.model.graph import DEFAULT_CONTROLLER
@@ -330,7 +330,8 @@ def proxy_settings(kw: dict[str, object], **base: Any) -> ProxySettings:
 
 
 @click.group()
-@click.version_option(package_name="rauta")
+@click.version_option(package_name="rauta",
+                      message=f"%(prog)s %(version)s\n{_compiled.describe()}")
 def main() -> None:
     """rauta: a Gateway API controller with an in-process L7 proxy.
 

@@ -89,3 +89,12 @@ def test_the_compiled_build_runs_where_a_compiler_exists() -> None:
         f"{line}: a C compiler exists but the compiled request path is not used; "
         "re-run `pip install -e .`")
     assert not any(f.endswith(".py") for f in files), files
+
+
+def test_version_says_which_build_runs() -> None:
+    from click.testing import CliRunner
+
+    from rauta.cli import main
+
+    out = CliRunner().invoke(main, ["--version"]).output
+    assert out.splitlines()[-1] == _compiled.describe()
